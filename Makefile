@@ -1,0 +1,61 @@
+# Bulwark. The README's two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BINARIES := bulwark-console bulwarkctl
+FUZZTIME ?= 10s
+
+.PHONY: all setup build demo test check-tidy check-fmt vet lint unit fuzz-smoke generate bench clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build:
+	@mkdir -p bin
+	@for b in $(BINARIES); do $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$b ./cmd/$$b; done
+	@echo "built: $(addprefix bin/,$(BINARIES))"
+
+# Starts a Console on the embedded store with demo data and prints how to log in.
+demo: setup build
+	@scripts/demo.sh
+
+test: setup check-tidy check-fmt vet lint unit fuzz-smoke
+	@echo "make test: all checks passed"
+
+check-tidy:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; $(GO) mod tidy -diff; exit 1; }
+
+check-fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+lint: setup
+	bin/tools/golangci-lint run ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# A short run of every fuzz target, so that CI catches a crash the seed corpus finds quickly.
+fuzz-smoke:
+	@for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg > /tmp/bulwark-fuzz.log 2>&1 || { cat /tmp/bulwark-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+generate:
+	$(GO) generate ./...
+
+bench: build
+	$(GO) run ./bench/api
+
+clean:
+	rm -rf bin

@@ -1,0 +1,82 @@
+// Package console assembles the Bulwark Console: store, PKI, REST API on
+// :8083. Tests start it on :0 with New and Run.
+package console
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"bulwark/internal/auth"
+	"bulwark/internal/credential"
+)
+
+// Config is everything the Console can be told. Defaults come from Default;
+// cmd/bulwark-console layers the environment and flags on top.
+type Config struct {
+	// DataDir holds the store, the CA and the certificates.
+	DataDir string
+	// APIAddr is where the HTTPS REST API and UI listen.
+	APIAddr string
+	// ChannelAddr is where Defenders connect over mutual TLS.
+	ChannelAddr string
+	// TLSCertFile and TLSKeyFile replace the Console-issued certificate for
+	// APIAddr with the administrator's own. Both or neither.
+	TLSCertFile string
+	TLSKeyFile  string
+	// Hosts are extra DNS names or IPs for the Console-issued certificates.
+	Hosts []string
+	// AdminUsername and AdminPassword create the first admin on first start.
+	// An empty password means: generate one and hand it out once.
+	AdminUsername string
+	AdminPassword string
+	// TokenTTL is the lifetime of tokens from /api/v1/authenticate.
+	TokenTTL time.Duration
+	// BcryptCost is the cost of stored password hashes.
+	BcryptCost int
+}
+
+// Default returns the configuration of a Console started without options.
+func Default() Config {
+	return Config{
+		DataDir:       "/var/lib/bulwark",
+		APIAddr:       ":8083",
+		ChannelAddr:   ":8084",
+		AdminUsername: "admin",
+		TokenTTL:      time.Hour,
+		BcryptCost:    credential.DefaultCost,
+	}
+}
+
+// Validate reports every bad field at once.
+func (c Config) Validate() error {
+	var errs []error
+	if strings.TrimSpace(c.DataDir) == "" {
+		errs = append(errs, errors.New("data dir: empty"))
+	}
+	for name, addr := range map[string]string{"api addr": c.APIAddr, "channel addr": c.ChannelAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port or :port", name, addr))
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls cert and tls key: give both or neither"))
+	}
+	if err := auth.ValidateUsername(c.AdminUsername); err != nil {
+		errs = append(errs, fmt.Errorf("admin username: %w", err))
+	}
+	if c.AdminPassword != "" {
+		if err := auth.ValidatePassword(c.AdminPassword); err != nil {
+			errs = append(errs, fmt.Errorf("admin password: %w", err))
+		}
+	}
+	if c.TokenTTL < time.Minute || c.TokenTTL > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("token ttl %s: want between 1m and 168h", c.TokenTTL))
+	}
+	if c.BcryptCost < 4 || c.BcryptCost > 16 {
+		errs = append(errs, fmt.Errorf("bcrypt cost %d: want 4..16", c.BcryptCost))
+	}
+	return errors.Join(errs...)
+}

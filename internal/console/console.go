@@ -1,0 +1,228 @@
+package console
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"bulwark/api"
+	"bulwark/internal/audit"
+	"bulwark/internal/auth"
+	"bulwark/internal/credential"
+	"bulwark/internal/httpapi"
+	"bulwark/internal/pki"
+	"bulwark/internal/sqlite"
+	"bulwark/internal/store"
+)
+
+// Console is a running Console: call Run, then Close.
+type Console struct {
+	cfg         Config
+	logger      *slog.Logger
+	db          *sqlite.DB
+	ca          *pki.CA
+	api         *http.Server
+	apiLn       net.Listener
+	genPassword string
+}
+
+const signingKeySetting = "auth.signing-key"
+
+// New opens the store, creates the CA, certificates and first admin on first
+// start, and listens on the API address. Version is reported by the API.
+func New(ctx context.Context, cfg Config, version string, logger *slog.Logger) (_ *Console, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	c := &Console{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			_ = c.Close()
+		}
+	}()
+	if c.db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "bulwark.db"), logger); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ca, created, err := pki.LoadOrCreateCA(filepath.Join(cfg.DataDir, "pki"), now)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	if created {
+		logger.Info("created Console CA", slog.String("dir", filepath.Join(cfg.DataDir, "pki")))
+	}
+	c.ca = ca
+	cert, err := c.apiCertificate(now)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.bootstrapAdmin(ctx); err != nil {
+		return nil, err
+	}
+	key, err := c.signingKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	handler, err := httpapi.New(httpapi.Config{
+		Version:    version,
+		TokenTTL:   cfg.TokenTTL,
+		SigningKey: key,
+		BcryptCost: cfg.BcryptCost,
+		OpenAPI:    api.OpenAPI(),
+	}, c.db, logger)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg := pki.ServerTLSConfig(cert)
+	c.api = &http.Server{
+		Handler:           handler,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug), // TLS handshake noise from scanners
+	}
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen api: %w", err)
+	}
+	c.apiLn = tls.NewListener(ln, tlsCfg)
+	return c, nil
+}
+
+// apiCertificate is the administrator's certificate when configured, else one
+// issued by the Console CA for the configured hosts.
+func (c *Console) apiCertificate(now time.Time) (tls.Certificate, error) {
+	if c.cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.cfg.TLSCertFile, c.cfg.TLSKeyFile)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("tls cert %s: %w", c.cfg.TLSCertFile, err)
+		}
+		return cert, nil
+	}
+	hosts := append(pki.DefaultHosts(), c.cfg.Hosts...)
+	cert, err := pki.LoadOrCreateServerCert(filepath.Join(c.cfg.DataDir, "pki"), "api", c.ca, hosts, now)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("api certificate: %w", err)
+	}
+	return cert, nil
+}
+
+// bootstrapAdmin creates the first admin when the store has no user.
+func (c *Console) bootstrapAdmin(ctx context.Context) error {
+	users, err := c.db.Users(ctx)
+	if err != nil {
+		return fmt.Errorf("list users: %w", err)
+	}
+	if len(users) > 0 {
+		return nil
+	}
+	pw := c.cfg.AdminPassword
+	generated := pw == ""
+	if generated {
+		if pw, err = credential.RandomPassword(); err != nil {
+			return err
+		}
+	}
+	hash, err := credential.HashPassword(pw, c.cfg.BcryptCost)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	u := auth.User{Username: c.cfg.AdminUsername, Role: auth.RoleAdmin, AuthType: auth.AuthBasic, PasswordHash: hash, CreatedAt: now, LastModified: now, PasswordChangedAt: now}
+	err = c.db.Update(ctx, func(tx store.Writer) error {
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(ctx, audit.Mgmt{Time: now, Username: "system", Type: audit.TypeUsers, API: "bootstrap", Status: "succeeded", Diff: "created first admin " + u.Username})
+		return err
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return nil // another replica won the race
+	}
+	if err != nil {
+		return fmt.Errorf("create first admin: %w", err)
+	}
+	if generated {
+		c.genPassword = pw
+	}
+	c.logger.Info("created first admin", slog.String("username", u.Username), slog.Bool("generated_password", generated))
+	return nil
+}
+
+// signingKey returns the token signing key shared by all replicas, creating it once.
+func (c *Console) signingKey(ctx context.Context) ([]byte, error) {
+	fresh, err := credential.RandomKey(32)
+	if err != nil {
+		return nil, err
+	}
+	err = c.db.Update(ctx, func(tx store.Writer) error {
+		_, err := tx.PutSettingIfAbsent(ctx, signingKeySetting, fresh)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store signing key: %w", err)
+	}
+	key, err := c.db.Setting(ctx, signingKeySetting)
+	if err != nil {
+		return nil, fmt.Errorf("load signing key: %w", err)
+	}
+	return key, nil
+}
+
+// GeneratedAdminPassword returns the first admin's password when this start
+// generated it, else "". It is never stored in clear; show it once.
+func (c *Console) GeneratedAdminPassword() string { return c.genPassword }
+
+// APIAddr is the address the API listens on (useful with ":0").
+func (c *Console) APIAddr() net.Addr { return c.apiLn.Addr() }
+
+// CACertPEM is the Console CA certificate, for clients to trust.
+func (c *Console) CACertPEM() []byte { return c.ca.CertPEM() }
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (c *Console) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- c.api.Serve(c.apiLn) }()
+	c.logger.Info("console listening", slog.String("api", c.apiLn.Addr().String()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve api: %w", err)
+	case <-ctx.Done():
+	}
+	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.api.Shutdown(shCtx); err != nil {
+		return fmt.Errorf("shutdown api: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve api: %w", err)
+	}
+	return nil
+}
+
+// Close releases the listener and the store.
+func (c *Console) Close() error {
+	var errs []error
+	if c.apiLn != nil {
+		if err := c.apiLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if c.db != nil {
+		errs = append(errs, c.db.Close())
+	}
+	return errors.Join(errs...)
+}

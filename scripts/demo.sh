@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# make demo: runs a Console on the embedded store in .data/demo with demo
+# users, prints how to log in, and stays in the foreground until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA=${BULWARK_DEMO_DIR:-$PWD/.data/demo}
+API=${BULWARK_API_ADDR:-127.0.0.1:8083}
+CHANNEL=${BULWARK_CHANNEL_ADDR:-127.0.0.1:8084}
+mkdir -p "$DATA" && chmod 700 "$DATA"
+
+# The demo keeps its admin password in a 0600 file so that every run can print it.
+if [ ! -s "$DATA/admin-password" ]; then
+  (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DATA/admin-password")
+fi
+PW=$(cat "$DATA/admin-password")
+
+port=${API##*:}
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "demo: something already listens on 127.0.0.1:$port (another demo?). Stop it or set BULWARK_API_ADDR." >&2
+  exit 1
+fi
+
+BULWARK_ADMIN_PASSWORD=$PW bin/bulwark-console --data-dir "$DATA" --api-addr "$API" --channel-addr "$CHANNEL" \
+  >"$DATA/console.out" 2>"$DATA/console.log" &
+console=$!
+trap 'kill $console 2>/dev/null; wait $console 2>/dev/null; echo "demo: stopped"' EXIT INT TERM
+
+URL="https://$API"
+for _ in $(seq 1 100); do
+  curl -sfk "$URL/api/v1/_ping" >/dev/null 2>&1 && break
+  kill -0 $console 2>/dev/null || { echo "demo: the Console exited:"; cat "$DATA/console.log"; exit 1; }
+  sleep 0.1
+done
+curl -sfk "$URL/api/v1/_ping" >/dev/null || { echo "demo: the Console did not answer on $URL"; exit 1; }
+
+# Demo data, once: an auditor and a CI user.
+ctl() { bin/bulwarkctl --console "$URL" --ca-cert "$DATA/pki/ca.pem" --username admin --password "$PW" "$@"; }
+if [ ! -e "$DATA/.seeded" ]; then
+  printf 'auditor-demo-pw\n' | ctl users create alice --role auditor --password-stdin >/dev/null
+  printf 'ci-demo-password\n' | ctl users create ci-bot --role ci-user --password-stdin >/dev/null
+  touch "$DATA/.seeded"
+fi
+
+cat <<MSG
+
+  Bulwark Console is running (embedded store in $DATA).
+
+    URL:       $URL
+    username:  admin
+    password:  $PW
+    CA:        $DATA/pki/ca.pem
+
+  Try:
+    curl -s --cacert $DATA/pki/ca.pem $URL/api/v1/_ping
+    curl -s --cacert $DATA/pki/ca.pem -u admin:$PW $URL/api/v1/users
+    bin/bulwarkctl --console $URL --ca-cert $DATA/pki/ca.pem login --username admin
+    bin/bulwarkctl users
+
+  Demo users: alice (auditor, auditor-demo-pw), ci-bot (ci-user, ci-demo-password).
+  Logs: $DATA/console.log. Ctrl-C stops the demo; the data stays for the next run.
+
+MSG
+wait $console
