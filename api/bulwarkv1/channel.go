@@ -1,0 +1,217 @@
+// Package bulwarkv1 defines version 1 of the Defender channel: the messages a
+// Defender and the Console exchange over a websocket on :8084 after mutual
+// TLS. Every websocket message is one JSON Envelope. The websocket
+// subprotocol "bulwark.v1" names this version; a peer that cannot speak it is
+// refused at the upgrade.
+//
+// Order of a session:
+//
+//	Defender → Hello
+//	Console  → Welcome (the last event seq it has stored for this Defender)
+//	Console  → Policy  (when the Defender's revision is not the current one; again on every change)
+//	Defender → Events  (batches in seq order, from Welcome.StoredSeq+1 on)
+//	Console  → Ack     (after the batch is committed to the store)
+//	both     → Heartbeat, every Welcome.HeartbeatInterval
+//
+// A peer that receives a malformed, oversized or unknown frame closes the
+// connection with a close reason; see Decode.
+package bulwarkv1
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Subprotocol is the websocket subprotocol of this version.
+const Subprotocol = "bulwark.v1"
+
+// Path is the channel endpoint on the Console's channel port.
+const Path = "/v1/channel"
+
+// MaxFrameBytes bounds one frame; larger frames close the connection.
+const MaxFrameBytes = 4 << 20
+
+// MaxBatchEvents bounds the events in one Events frame.
+const MaxBatchEvents = 4096
+
+// Message types.
+const (
+	TypeHello     = "hello"
+	TypeWelcome   = "welcome"
+	TypePolicy    = "policy"
+	TypeEvents    = "events"
+	TypeAck       = "ack"
+	TypeHeartbeat = "heartbeat"
+)
+
+// Envelope wraps every message.
+type Envelope struct {
+	Type string          `json:"type"`
+	Body json.RawMessage `json:"body"`
+}
+
+// Hello is the Defender's first message.
+type Hello struct {
+	ID       string `json:"id"` // must equal the client certificate's CN
+	Version  string `json:"version"`
+	Hostname string `json:"hostname"` // the host's name, or the pod name when not on the host network
+	// HostNetwork says whether the Defender runs in the host's network namespace.
+	HostNetwork  bool     `json:"hostNetwork"`
+	OS           string   `json:"os"`
+	Kernel       string   `json:"kernel"`
+	Runtimes     []string `json:"runtimes,omitempty"`     // container runtimes found: runc, containerd, docker, crio
+	Capabilities []string `json:"capabilities,omitempty"` // sensor/enforcement abilities probed at start
+	// PolicyRevision is the revision the Defender enforces now (0: none).
+	PolicyRevision int64     `json:"policyRevision"`
+	Spool          SpoolInfo `json:"spool"`
+}
+
+// SpoolInfo reports the Defender's event spool.
+type SpoolInfo struct {
+	Depth   uint64 `json:"depth"`   // events not yet acknowledged
+	Dropped uint64 `json:"dropped"` // events dropped because the spool was full, ever
+	NextSeq uint64 `json:"nextSeq"` // seq the next event will get
+}
+
+// Welcome answers Hello.
+type Welcome struct {
+	// StoredSeq is the highest event seq the Console has stored for this
+	// Defender; the Defender may discard everything up to it.
+	StoredSeq         uint64        `json:"storedSeq"`
+	HeartbeatInterval time.Duration `json:"heartbeatInterval"`
+	ConsoleVersion    string        `json:"consoleVersion"`
+}
+
+// Policy is a full policy snapshot. A Defender stores it on disk before it
+// applies it, and enforces the stored snapshot at its next start.
+type Policy struct {
+	Revision int64 `json:"revision"`
+	// Policies maps a policy type ("runtime/container", "compliance/container",
+	// …) to its rules, in the Console API's JSON shape.
+	Policies map[string]json.RawMessage `json:"policies"`
+}
+
+// Event is one thing a Defender saw, numbered per Defender from 1.
+type Event struct {
+	Seq  uint64          `json:"seq"`
+	Time time.Time       `json:"time"`
+	Kind string          `json:"kind"` // "process.exec", "file.write", …
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Events is a batch with consecutive, increasing seqs.
+type Events struct {
+	Events []Event `json:"events"`
+}
+
+// Ack acknowledges every event up to Seq: they are in the store.
+type Ack struct {
+	Seq uint64 `json:"seq"`
+}
+
+// Heartbeat proves liveness; the Defender's carries its current state.
+type Heartbeat struct {
+	Time           time.Time  `json:"time"`
+	PolicyRevision int64      `json:"policyRevision,omitempty"`
+	Spool          *SpoolInfo `json:"spool,omitempty"`
+}
+
+// ErrFrame marks a frame that breaks the protocol.
+var ErrFrame = errors.New("bad frame")
+
+// Encode wraps body in an envelope of type typ.
+func Encode(typ string, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", typ, err)
+	}
+	return json.Marshal(Envelope{Type: typ, Body: b})
+}
+
+// Decode parses one frame into its type and typed body (*Hello, *Events, …).
+// It refuses oversized frames, unknown types, malformed JSON, a body that does
+// not fit its type, and batches that are empty, too large or not consecutive.
+func Decode(frame []byte) (string, any, error) {
+	if len(frame) > MaxFrameBytes {
+		return "", nil, fmt.Errorf("%w: %d bytes is over the %d-byte limit", ErrFrame, len(frame), MaxFrameBytes)
+	}
+	var env Envelope
+	dec := json.NewDecoder(bytes.NewReader(frame))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return "", nil, fmt.Errorf("%w: envelope: %v", ErrFrame, err) //nolint:errorlint // one error kind for callers
+	}
+	if dec.More() {
+		return "", nil, fmt.Errorf("%w: data after the envelope", ErrFrame)
+	}
+	var body any
+	switch env.Type {
+	case TypeHello:
+		body = new(Hello)
+	case TypeWelcome:
+		body = new(Welcome)
+	case TypePolicy:
+		body = new(Policy)
+	case TypeEvents:
+		body = new(Events)
+	case TypeAck:
+		body = new(Ack)
+	case TypeHeartbeat:
+		body = new(Heartbeat)
+	default:
+		return "", nil, fmt.Errorf("%w: unknown type %q", ErrFrame, truncate(env.Type, 40))
+	}
+	if len(env.Body) == 0 || string(env.Body) == "null" {
+		return "", nil, fmt.Errorf("%w: %s without a body", ErrFrame, env.Type)
+	}
+	if err := json.Unmarshal(env.Body, body); err != nil {
+		return "", nil, fmt.Errorf("%w: %s body: %v", ErrFrame, env.Type, err) //nolint:errorlint // one error kind for callers
+	}
+	if err := validate(body); err != nil {
+		return "", nil, fmt.Errorf("%w: %s: %v", ErrFrame, env.Type, err) //nolint:errorlint // one error kind for callers
+	}
+	return env.Type, body, nil
+}
+
+func validate(body any) error {
+	switch b := body.(type) {
+	case *Hello:
+		if b.ID == "" {
+			return errors.New("empty id")
+		}
+		if len(b.ID) > 128 || len(b.Hostname) > 255 || len(b.Version) > 64 {
+			return errors.New("id, hostname or version too long")
+		}
+	case *Events:
+		n := len(b.Events)
+		if n == 0 || n > MaxBatchEvents {
+			return fmt.Errorf("%d events; want 1..%d", n, MaxBatchEvents)
+		}
+		for i, e := range b.Events {
+			if e.Seq == 0 {
+				return fmt.Errorf("event %d has seq 0", i)
+			}
+			if i > 0 && e.Seq != b.Events[i-1].Seq+1 {
+				return fmt.Errorf("event %d has seq %d after %d; seqs must be consecutive", i, e.Seq, b.Events[i-1].Seq)
+			}
+			if e.Kind == "" || len(e.Kind) > 64 {
+				return fmt.Errorf("event seq %d: kind empty or too long", e.Seq)
+			}
+		}
+	case *Policy:
+		if b.Revision < 0 {
+			return errors.New("negative revision")
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,106 @@
+package bulwarkv1
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestRoundTrip(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		typ  string
+		body any
+	}{
+		{TypeHello, &Hello{ID: "d1", Version: "1", Hostname: "h", HostNetwork: true, Runtimes: []string{"runc"}, PolicyRevision: 3, Spool: SpoolInfo{Depth: 2, Dropped: 1, NextSeq: 9}}},
+		{TypeWelcome, &Welcome{StoredSeq: 7, HeartbeatInterval: 5 * time.Second, ConsoleVersion: "x"}},
+		{TypePolicy, &Policy{Revision: 4, Policies: map[string]json.RawMessage{"runtime/container": json.RawMessage(`{"rules":[]}`)}}},
+		{TypeEvents, &Events{Events: []Event{{Seq: 5, Time: now, Kind: "synthetic", Data: json.RawMessage(`{"n":1}`)}, {Seq: 6, Time: now, Kind: "synthetic"}}}},
+		{TypeAck, &Ack{Seq: 6}},
+		{TypeHeartbeat, &Heartbeat{Time: now, PolicyRevision: 4, Spool: &SpoolInfo{Depth: 1}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.typ, func(t *testing.T) {
+			frame, err := Encode(tc.typ, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			typ, body, err := Decode(frame)
+			if err != nil {
+				t.Fatalf("Decode(%s) = %v", frame, err)
+			}
+			if typ != tc.typ {
+				t.Errorf("type = %q, want %q", typ, tc.typ)
+			}
+			if diff := cmp.Diff(tc.body, body); diff != "" {
+				t.Errorf("body (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecodeRefuses(t *testing.T) {
+	tests := []struct {
+		name, frame, want string
+	}{
+		{"not json", `hello`, "envelope"},
+		{"unknown type", `{"type":"shell","body":{}}`, `unknown type "shell"`},
+		{"unknown envelope field", `{"type":"ack","body":{"seq":1},"x":1}`, "envelope"},
+		{"no body", `{"type":"ack"}`, "without a body"},
+		{"null body", `{"type":"ack","body":null}`, "without a body"},
+		{"body of wrong shape", `{"type":"ack","body":{"seq":"one"}}`, "ack body"},
+		{"trailing data", `{"type":"ack","body":{"seq":1}} {}`, "after the envelope"},
+		{"hello without id", `{"type":"hello","body":{"hostname":"h"}}`, "empty id"},
+		{"empty batch", `{"type":"events","body":{"events":[]}}`, "0 events"},
+		{"seq zero", `{"type":"events","body":{"events":[{"seq":0,"kind":"k"}]}}`, "seq 0"},
+		{"gap in batch", `{"type":"events","body":{"events":[{"seq":1,"kind":"k"},{"seq":3,"kind":"k"}]}}`, "consecutive"},
+		{"no kind", `{"type":"events","body":{"events":[{"seq":1}]}}`, "kind"},
+		{"oversized", `{"type":"ack","body":{"seq":1},"pad":"` + strings.Repeat("x", MaxFrameBytes) + `"}`, "over the"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Decode([]byte(tc.frame))
+			if !errors.Is(err, ErrFrame) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Decode(%.60q) = %v, want ErrFrame containing %q", tc.frame, err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"hello","body":{"id":"a","hostname":"h"}}`,
+		`{"type":"events","body":{"events":[{"seq":1,"kind":"k","time":"2026-01-01T00:00:00Z"}]}}`,
+		`{"type":"ack","body":{"seq":18446744073709551615}}`,
+		`{"type":"policy","body":{"revision":1,"policies":{"a":{}}}}`,
+		`{"type":"heartbeat","body":{"time":"2026-01-01T00:00:00Z"}}`,
+		`{}`, `[`, "\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		typ, body, err := Decode(frame)
+		if err != nil {
+			if !errors.Is(err, ErrFrame) {
+				t.Fatalf("Decode error %v is not ErrFrame", err)
+			}
+			return
+		}
+		// Whatever decodes re-encodes and decodes to the same thing.
+		again, err := Encode(typ, body)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		typ2, body2, err := Decode(again)
+		if err != nil || typ2 != typ {
+			t.Fatalf("re-decode of %s: %v", again, err)
+		}
+		if diff := cmp.Diff(body, body2); diff != "" {
+			t.Fatalf("round trip changed the body: %s", diff)
+		}
+	})
+}
