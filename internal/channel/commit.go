@@ -1,0 +1,93 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"bulwark/internal/event"
+)
+
+// committer group-commits event batches: one goroutine takes every batch
+// waiting, from any number of Defenders, and writes them in one store
+// transaction, so that throughput grows with load instead of paying one
+// commit (and one fsync) per batch. Acks follow the commit, in order.
+type committer struct {
+	backend Backend
+	logger  *slog.Logger
+	in      chan pendingBatch
+}
+
+type pendingBatch struct {
+	batch event.Batch
+	done  func(stored uint64, err error)
+}
+
+const (
+	commitQueue     = 1024
+	maxCommitEvents = 32 << 10
+)
+
+var errShutdown = errors.New("console shutting down")
+
+func newCommitter(b Backend, logger *slog.Logger) *committer {
+	return &committer{backend: b, logger: logger, in: make(chan pendingBatch, commitQueue)}
+}
+
+// submit queues a batch; done runs after its commit. It blocks while the
+// queue is full (back-pressure on the Defender) and reports false when ctx ends first.
+func (c *committer) submit(ctx context.Context, b event.Batch, done func(uint64, error)) bool {
+	select {
+	case c.in <- pendingBatch{b, done}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (c *committer) run(ctx context.Context) {
+	for {
+		var group []pendingBatch
+		select {
+		case p := <-c.in:
+			group = append(group, p)
+		case <-ctx.Done():
+			c.drain()
+			return
+		}
+		n := len(group[0].batch.Events)
+	more:
+		for n < maxCommitEvents {
+			select {
+			case p := <-c.in:
+				group = append(group, p)
+				n += len(p.batch.Events)
+			default:
+				break more
+			}
+		}
+		batches := make([]event.Batch, len(group))
+		for i, p := range group {
+			batches[i] = p.batch
+		}
+		stored, err := c.backend.AppendEvents(ctx, batches)
+		for i, p := range group {
+			if err != nil {
+				p.done(0, err)
+			} else {
+				p.done(stored[i], nil)
+			}
+		}
+	}
+}
+
+func (c *committer) drain() {
+	for {
+		select {
+		case p := <-c.in:
+			p.done(0, errShutdown)
+		default:
+			return
+		}
+	}
+}
