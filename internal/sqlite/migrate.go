@@ -122,7 +122,7 @@ func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) (err error) {
 		return fmt.Errorf("commit: %w", err)
 	}
 	if len(names) > 0 {
-		logger.Info("migrated database schema", slog.Any("migrations", names), slog.Int("version", latest))
+		logger.InfoContext(ctx, "migrated database schema", slog.Any("migrations", names), slog.Int("version", latest))
 	}
 	return nil
 }

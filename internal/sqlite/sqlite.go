@@ -53,7 +53,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (_ *DB, err err
 	// SQLite would create the file with the umask's mode; credentials hashes
 	// and the token signing key live here, so create it private first. The
 	// -wal and -shm files inherit the database file's mode.
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // the operator chooses the path
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}

@@ -473,7 +473,8 @@ func testUpdateRollsBack(t *testing.T, s store.Store) {
 func testUpdatePanics(t *testing.T, s store.Store) {
 	func() {
 		defer func() {
-			if r := recover(); r != errAbort {
+			r := recover()
+			if err, ok := r.(error); !ok || !errors.Is(err, errAbort) {
 				t.Errorf("Update recovered %v, want the panic to continue with %v", r, errAbort)
 			}
 		}()
@@ -496,17 +497,16 @@ func testUpdateReadsOwnWrites(t *testing.T, s store.Store) {
 			return err
 		}
 		if _, err := w.User(ctx, "alice"); err != nil {
-			return fmt.Errorf("User in the Update that created it: %w", err)
+			t.Errorf("User(alice) in the Update that created it: %v", err)
 		}
-		keys, err := w.AccessKeys(ctx, "alice")
-		if err != nil || len(keys) != 1 {
-			return fmt.Errorf("AccessKeys in the Update that created one = %v, %v", keys, err)
+		if keys, err := w.AccessKeys(ctx, "alice"); err != nil || len(keys) != 1 {
+			t.Errorf("AccessKeys(alice) in the Update that created one = %v, %v; want 1 key", keys, err)
 		}
 		if got, err := w.Audits(ctx, audit.Filter{Username: "alice"}); err != nil || len(got) != 1 {
-			return fmt.Errorf("Audits in the Update that appended one = %v, %v", got, err)
+			t.Errorf("Audits(alice) in the Update that appended one = %v, %v; want 1 record", got, err)
 		}
 		if _, err := w.Setting(ctx, "setting-alice"); err != nil {
-			return fmt.Errorf("Setting in the Update that put it: %w", err)
+			t.Errorf("Setting(setting-alice) in the Update that put it: %v", err)
 		}
 		return nil
 	})
