@@ -23,10 +23,14 @@ const (
 	Assembly
 	Command
 	Tooling // bench programs, test helpers
+	// Library packages wrap a third-party library or the standard library
+	// for several adapters (credential hashing, flag/env layering). They
+	// import only domain packages and code outside the module.
+	Library
 )
 
 func (l Layer) String() string {
-	return [...]string{"unknown", "domain", "adapter", "assembly", "command", "tooling"}[l]
+	return [...]string{"unknown", "domain", "adapter", "assembly", "command", "tooling", "library"}[l]
 }
 
 // domains and adapters name the packages under internal/ by their first path
@@ -34,7 +38,8 @@ func (l Layer) String() string {
 var (
 	domains = []string{"auth", "audit", "store", "inventory", "policy", "collection", "compliance", "vuln", "event"}
 	// adapters may import the wire contracts in bulwark/api.
-	adapters   = []string{"sqlite", "postgres", "httpapi", "channel", "sensor", "enforcer", "runtime", "shim", "admission", "registry", "sbom", "waas", "cnns", "alert", "pki", "credential", "spool"}
+	adapters   = []string{"sqlite", "postgres", "httpapi", "channel", "sensor", "enforcer", "runtime", "shim", "admission", "registry", "sbom", "waas", "cnns", "alert", "pki", "spool"}
+	libraries  = []string{"credential", "flagenv"}
 	assemblies = []string{"console", "defender", "cli"}
 )
 
@@ -67,7 +72,7 @@ func LayerOf(path string) Layer {
 	for _, set := range []struct {
 		names []string
 		layer Layer
-	}{{domains, Domain}, {adapters, Adapter}, {assemblies, Assembly}} {
+	}{{domains, Domain}, {adapters, Adapter}, {assemblies, Assembly}, {libraries, Library}} {
 		for _, n := range set.names {
 			if first == n {
 				return set.layer
@@ -122,6 +127,8 @@ func rule(from, to Layer) string {
 		return "nothing imports a command"
 	case from == Domain && to != Domain:
 		return "domain packages import only other domain packages"
+	case from == Library && to != Domain:
+		return "library packages import only domain packages"
 	case from == Adapter && to == Adapter:
 		return "adapters do not import each other; share through a domain package"
 	case from == Adapter && to == Assembly:

@@ -56,6 +56,9 @@ func TestCheckCatchesViolations(t *testing.T) {
 		{"domain imports strings", Package{"bulwark/internal/auth", []string{"strings", "bulwark/internal/audit"}}, ""},
 		{"adapter imports domain and api", Package{"bulwark/internal/httpapi", []string{"bulwark/internal/store", "bulwark/api", "net/http"}}, ""},
 		{"assembly imports adapters", Package{"bulwark/internal/console", []string{"bulwark/internal/sqlite", "bulwark/internal/httpapi"}}, ""},
+		{"adapter imports library", Package{"bulwark/internal/httpapi", []string{"bulwark/internal/credential"}}, ""},
+		{"library imports adapter", Package{"bulwark/internal/credential", []string{"bulwark/internal/sqlite"}}, "library packages import only domain"},
+		{"domain imports netip", Package{"bulwark/internal/policy", []string{"net/netip"}}, ""},
 		{"command imports assembly", Package{"bulwark/cmd/bulwarkctl", []string{"bulwark/internal/cli"}}, ""},
 	}
 	for _, tc := range tests {

@@ -37,6 +37,28 @@ type Defender struct {
 	CreatedAt      time.Time
 }
 
+// HostInfo is what a Defender says about itself and its host in its hello.
+type HostInfo struct {
+	Hostname     string
+	HostNetwork  bool
+	Version      string
+	OS           string
+	Kernel       string
+	Runtimes     []string
+	Capabilities []string
+}
+
+// State is a Defender's live state, recorded at hello, heartbeat and
+// disconnect. Host is set only at hello.
+type State struct {
+	Connected      bool
+	LastSeen       time.Time
+	SpoolDepth     uint64
+	EventsDropped  uint64
+	PolicyRevision int64
+	Host           *HostInfo
+}
+
 // Cert is a client certificate issued to a Defender.
 type Cert struct {
 	Serial     string

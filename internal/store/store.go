@@ -28,6 +28,7 @@ type Reader interface {
 	Audits(ctx context.Context, f audit.Filter) ([]audit.Mgmt, error)
 	// Setting returns a Console setting by key, ErrNotFound when unset.
 	Setting(ctx context.Context, key string) ([]byte, error)
+	FleetReader
 }
 
 // Writer changes the store inside one transaction.
@@ -43,6 +44,7 @@ type Writer interface {
 	PutSetting(ctx context.Context, key string, value []byte) error
 	// PutSettingIfAbsent stores value unless key is set; it reports whether it stored.
 	PutSettingIfAbsent(ctx context.Context, key string, value []byte) (bool, error)
+	FleetWriter
 }
 
 // Store is the Console's persistent state.
@@ -54,5 +56,6 @@ type Store interface {
 	// TouchAccessKey records a use of a key without an audit record; it is
 	// best-effort bookkeeping and may be coalesced.
 	TouchAccessKey(ctx context.Context, id string, at int64) error
+	FleetIngest
 	Close() error
 }
