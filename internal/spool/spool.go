@@ -39,9 +39,9 @@
 //     directory): the magic "bwspool1"; u64 next seq, acked seq, dropped
 //     count and floor (segments wholly below it were deleted: one found at
 //     Open is the remains of an interrupted deletion); u32 n and n pairs of
-//     u64 [lo, hi), the runs of seqs already missing, and counted as
-//     dropped, at the last Open; then a u32 CRC-32C of all the preceding
-//     bytes. With no corruption it is 48 bytes.
+//     u64 [lo, hi), runs of seqs known to be missing and accounted for
+//     (counted as dropped at an Open, or skipped by SkipTo); then a u32
+//     CRC-32C of all the preceding bytes. Usually it is 48 bytes.
 //   - LOCK: held with flock(2) while the spool is open, so two processes
 //     cannot share a directory.
 //
@@ -713,6 +713,45 @@ func (s *Spool) Ack(seq uint64) error {
 	return nil
 }
 
+// SkipTo makes next the seq of the next appended record, if it is above
+// NextSeq; the seqs skipped are never used and are not counted as dropped.
+// The Defender calls it when the Console has stored seqs this spool never
+// issued (its directory was lost or restored from an old copy): new events
+// must not reuse them, or the Console would discard them as duplicates.
+func (s *Spool) SkipTo(next uint64) error {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if next <= s.st.next {
+		s.mu.Unlock()
+		return nil
+	}
+	// Recorded as a known gap, so that Open does not count it as lost.
+	st := s.st
+	st.gaps = append(slices.Clone(st.gaps), run{st.next, next})
+	st.next = next
+	s.mu.Unlock()
+	if err := writeState(s.dir, st, !s.opts.NoSync); err != nil {
+		return fmt.Errorf("skip to seq %d: %w", next, err)
+	}
+	s.mu.Lock()
+	s.st.next, s.st.gaps = st.next, st.gaps
+	s.mu.Unlock()
+	// Seqs are consecutive within a segment: the next Append starts one.
+	if s.w.f != nil {
+		s.w.f.Close()
+		s.w.f = nil
+	}
+	s.w.seg = nil
+	return nil
+}
+
 // Stats returns the spool's counters.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
@@ -780,8 +819,9 @@ type state struct {
 	acked   uint64 // every seq <= acked is acknowledged
 	dropped uint64 // unacknowledged records lost, ever
 	floor   uint64 // segments wholly below floor have been deleted
-	// gaps are the runs of unacknowledged seqs that Open found missing (and
-	// counted in dropped), so that the next Open counts only new losses.
+	// gaps are runs of seqs known to be missing and accounted for: found
+	// missing by Open (and counted in dropped) or skipped by SkipTo. The
+	// next Open counts only seqs missing outside them.
 	gaps []run
 }
 

@@ -293,6 +293,40 @@ func TestReopen(t *testing.T) {
 	appendN(t, s, 1, 1, 20)
 }
 
+func TestSkipTo(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 1 << 10, MaxBytes: 1 << 20}
+	s := open(t, dir, opts)
+	appendN(t, s, 5, 5, 20)
+	if err := s.SkipTo(3); err != nil {
+		t.Fatalf("SkipTo(3) error: %v", err)
+	}
+	if got := s.Stats().NextSeq; got != 6 {
+		t.Errorf("NextSeq after SkipTo(3) = %d, want 6", got)
+	}
+	if err := s.SkipTo(100); err != nil {
+		t.Fatalf("SkipTo(100) error: %v", err)
+	}
+	appendN(t, s, 3, 3, 20) // payloads match seqs: 100…102
+	want := append(seqRange(1, 5), seqRange(100, 102)...)
+	if got := seqs(readAll(t, s, 0)); !slices.Equal(got, want) {
+		t.Errorf("Read(0) after SkipTo(100) = %v, want %v", got, want)
+	}
+	for i := range 2 { // a crash before the Ack; and Open does not count the skip twice
+		s.Close()
+		s = open(t, dir, opts)
+		if st := s.Stats(); st.NextSeq != 103 || st.Dropped != 0 || st.Depth != 8 {
+			t.Errorf("reopen %d: Stats() = %+v, want NextSeq 103, Dropped 0, Depth 8", i, st)
+		}
+	}
+	if err := s.Ack(101); err != nil {
+		t.Fatal(err)
+	}
+	if got := segFiles(t, dir); !slices.Equal(got, []string{"00000000000000000100.seg"}) {
+		t.Errorf("segments after Ack(101) = %v, want only the one from 100", got)
+	}
+}
+
 // TestTornTail cuts or pads the last segment as a crash during an Append
 // would leave it.
 func TestTornTail(t *testing.T) {
