@@ -4,10 +4,10 @@ SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
-BINARIES := bulwark-console bulwarkctl
+BINARIES := bulwark-console bulwark-defender bulwarkctl
 FUZZTIME ?= 10s
 
-.PHONY: all setup build demo test check-tidy check-fmt vet lint unit fuzz-smoke generate bench clean
+.PHONY: all setup build demo test check-tidy check-fmt vet lint unit e2e fuzz-smoke generate bench clean
 
 all: build
 
@@ -23,7 +23,7 @@ build:
 demo: setup build
 	@scripts/demo.sh
 
-test: setup check-tidy check-fmt vet lint unit fuzz-smoke
+test: setup check-tidy check-fmt vet lint unit e2e fuzz-smoke
 	@echo "make test: all checks passed"
 
 check-tidy:
@@ -41,6 +41,10 @@ lint: setup
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# Black-box tests against the built binaries (network namespaces need root).
+e2e:
+	$(GO) test -tags e2e -count=1 -timeout 20m ./e2e/
+
 # A short run of every fuzz target, so that CI catches a crash the seed corpus finds quickly.
 fuzz-smoke:
 	@for pkg in $$($(GO) list ./...); do \
@@ -56,6 +60,7 @@ generate:
 
 bench: build
 	$(GO) run ./bench/api
+	$(GO) run ./bench/channel
 
 clean:
 	rm -rf bin

@@ -34,11 +34,22 @@ for _ in $(seq 1 100); do
 done
 curl -sfk "$URL/api/v1/_ping" >/dev/null || { echo "demo: the Console did not answer on $URL"; exit 1; }
 
-# Demo data, once: an auditor and a CI user.
+# A local Defender, from an install bundle made once.
+if [ ! -e "$DATA/defender-bundle/bundle.json" ]; then
+  ctl defender bundle --id "demo-$(hostname)" --out "$DATA/defender-bundle" >/dev/null
+fi
+bin/bulwark-defender --bundle "$DATA/defender-bundle" --state-dir "$DATA/defender-state" \
+  >"$DATA/defender.log" 2>&1 &
+defender=$!
+trap 'kill $defender $console 2>/dev/null; wait $defender $console 2>/dev/null; echo "demo: stopped"' EXIT INT TERM
+
+# Demo data, once: an auditor, a CI user and a runtime policy.
 ctl() { bin/bulwarkctl --console "$URL" --ca-cert "$DATA/pki/ca.pem" --username admin --password "$PW" "$@"; }
 if [ ! -e "$DATA/.seeded" ]; then
   printf 'auditor-demo-pw\n' | ctl users create alice --role auditor --password-stdin >/dev/null
   printf 'ci-demo-password\n' | ctl users create ci-bot --role ci-user --password-stdin >/dev/null
+  curl -sf --cacert "$DATA/pki/ca.pem" -u "admin:$PW" -X PUT -H 'Content-Type: application/json' \
+    -d '{"rules":[{"name":"demo - alert on everything","effect":"alert"}]}' "$URL/api/v1/policies/runtime/container" >/dev/null
   touch "$DATA/.seeded"
 fi
 
@@ -58,7 +69,10 @@ cat <<MSG
     bin/bulwarkctl users
 
   Demo users: alice (auditor, auditor-demo-pw), ci-bot (ci-user, ci-demo-password).
-  Logs: $DATA/console.log. Ctrl-C stops the demo; the data stays for the next run.
+  A local Defender (bundle in $DATA/defender-bundle) is connected:
+    curl -s --cacert $DATA/pki/ca.pem -u admin:$PW $URL/api/v1/defenders
+    bin/bulwark-defender status --state-dir $DATA/defender-state
+  Logs: $DATA/console.log, $DATA/defender.log. Ctrl-C stops the demo; the data stays for the next run.
 
 MSG
 wait $console

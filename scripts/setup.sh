@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 declare -A pkgs=(
   [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
   [curl]=/usr/bin/curl
+  [iproute2]=/usr/bin/ip
 )
 missing=()
 for p in "${!pkgs[@]}"; do

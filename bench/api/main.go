@@ -63,7 +63,7 @@ func run(ctx context.Context) error {
 	cfg := console.Default()
 	cfg.DataDir, cfg.APIAddr, cfg.ChannelAddr = dir, "127.0.0.1:0", "127.0.0.1:0"
 	cfg.AdminPassword = "bench-admin-password"
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 	c, err := console.New(ctx, cfg, "bench", logger)
 	if err != nil {
 		return err
@@ -145,7 +145,7 @@ func startBaseline(dir string) (*baselineServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +205,7 @@ func token(ctx context.Context, client *http.Client, base, user, pass string) (s
 		Token string `json:"token"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.Token == "" {
-		return "", fmt.Errorf("authenticate: %s (%v)", resp.Status, err)
+		return "", fmt.Errorf("authenticate: %s: %w", resp.Status, err)
 	}
 	return t.Token, nil
 }

@@ -98,7 +98,7 @@ func (r Role) Permissions() []Permission {
 
 // AuthType says how a user proves who they are. Only "basic" (a password kept
 // by the Console) exists today; LDAP, SAML and OIDC come later.
-type AuthType string
+type AuthType string //nolint:revive // Prisma calls it authType
 
 // AuthBasic is a Console-local password.
 const AuthBasic AuthType = "basic"
@@ -157,7 +157,7 @@ func ValidateUsername(s string) error {
 		return fmt.Errorf("%w: username is longer than 64 characters", ErrInvalid)
 	}
 	for _, r := range s {
-		if !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._@-", r)) {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._@-", r) {
 			return fmt.Errorf("%w: username %q contains %q (allowed: letters, digits, . _ @ -)", ErrInvalid, s, r)
 		}
 	}

@@ -100,7 +100,7 @@ func (c *Client) Run(ctx context.Context) error {
 		if time.Since(start) > time.Minute {
 			attempt = 0 // it was up for a while: start the back-off again
 		}
-		d := Backoff(attempt, c.cfg.BackoffMin, c.cfg.BackoffMax, rand.Float64())
+		d := Backoff(attempt, c.cfg.BackoffMin, c.cfg.BackoffMax, rand.Float64()) //nolint:gosec // jitter, not a secret
 		attempt++
 		c.logger.Info("console connection lost; retrying", slog.Any("err", err), slog.Duration("in", d))
 		select {
@@ -127,16 +127,19 @@ func (c *Client) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
-	ws, _, err := websocket.Dial(dctx, c.cfg.URL, &websocket.DialOptions{
+	ws, resp, err := websocket.Dial(dctx, c.cfg.URL, &websocket.DialOptions{
 		HTTPClient:      c.http,
 		Subprotocols:    []string{bulwarkv1.Subprotocol},
 		CompressionMode: websocket.CompressionContextTakeover,
 	})
 	dcancel()
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close() // the upgrade answer; the connection lives on in ws
+	}
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", c.cfg.URL, err)
 	}
-	defer ws.CloseNow()
+	defer func() { _ = ws.CloseNow() }()
 	ws.SetReadLimit(bulwarkv1.MaxFrameBytes + 1)
 
 	var wmu sync.Mutex

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -367,9 +368,12 @@ func (c *serverConn) run(parent context.Context) {
 func (c *serverConn) read(ctx context.Context) (string, any, error) {
 	mt, data, err := c.ws.Read(ctx)
 	if err != nil {
-		var ce websocket.CloseError
-		if errors.As(err, &ce) && ce.Code == websocket.StatusMessageTooBig {
-			c.fail(fmt.Errorf("%w: frame over %d bytes", bulwarkv1.ErrFrame, bulwarkv1.MaxFrameBytes))
+		// The library closes an oversized frame's connection with 1009 itself;
+		// it reports the breach only in its error text.
+		if strings.Contains(err.Error(), "read limited at") {
+			c.s.badFrames.Add(1)
+			c.s.logger.Warn("defender channel protocol error", slog.String("defender", c.id),
+				slog.Any("err", fmt.Errorf("%w: frame over %d bytes", bulwarkv1.ErrFrame, bulwarkv1.MaxFrameBytes)))
 		}
 		return "", nil, err
 	}

@@ -22,6 +22,14 @@ type Config struct {
 	APIAddr string
 	// ChannelAddr is where Defenders connect over mutual TLS.
 	ChannelAddr string
+	// ChannelURL is the wss:// address written into install bundles; empty:
+	// this host's name and the channel port.
+	ChannelURL string
+	// DefenderCertTTL is the validity of Defender client certificates.
+	DefenderCertTTL time.Duration
+	// HeartbeatInterval is how often channel peers prove they are alive; a
+	// Defender is marked disconnected after three missed.
+	HeartbeatInterval time.Duration
 	// TLSCertFile and TLSKeyFile replace the Console-issued certificate for
 	// APIAddr with the administrator's own. Both or neither.
 	TLSCertFile string
@@ -47,6 +55,9 @@ func Default() Config {
 		AdminUsername: "admin",
 		TokenTTL:      time.Hour,
 		BcryptCost:    credential.DefaultCost,
+
+		DefenderCertTTL:   365 * 24 * time.Hour,
+		HeartbeatInterval: 10 * time.Second,
 	}
 }
 
@@ -74,6 +85,15 @@ func (c Config) Validate() error {
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("token ttl %s: want between 1m and 168h", c.TokenTTL))
+	}
+	if c.ChannelURL != "" && !strings.HasPrefix(c.ChannelURL, "wss://") {
+		errs = append(errs, fmt.Errorf("channel url %q: want wss://host:port", c.ChannelURL))
+	}
+	if c.DefenderCertTTL < time.Hour {
+		errs = append(errs, fmt.Errorf("defender cert ttl %s: want at least 1h", c.DefenderCertTTL))
+	}
+	if c.HeartbeatInterval < 100*time.Millisecond || c.HeartbeatInterval > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("heartbeat interval %s: want 100ms..5m", c.HeartbeatInterval))
 	}
 	if c.BcryptCost < 4 || c.BcryptCost > 16 {
 		errs = append(errs, fmt.Errorf("bcrypt cost %d: want 4..16", c.BcryptCost))

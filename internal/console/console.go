@@ -12,9 +12,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"bulwark/api"
+	"bulwark/api/bulwarkv1"
 	"bulwark/internal/audit"
 	"bulwark/internal/auth"
+	"bulwark/internal/channel"
 	"bulwark/internal/credential"
 	"bulwark/internal/httpapi"
 	"bulwark/internal/pki"
@@ -30,6 +34,9 @@ type Console struct {
 	ca          *pki.CA
 	api         *http.Server
 	apiLn       net.Listener
+	channel     *channel.Server
+	channelLn   net.Listener
+	fleet       *fleet
 	genPassword string
 }
 
@@ -73,13 +80,36 @@ func New(ctx context.Context, cfg Config, version string, logger *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	chCert, err := pki.LoadOrCreateServerCert(filepath.Join(cfg.DataDir, "pki"), "channel", ca, append(pki.DefaultHosts(), cfg.Hosts...), now)
+	if err != nil {
+		return nil, fmt.Errorf("channel certificate: %w", err)
+	}
+	if c.channelLn, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.ChannelAddr); err != nil {
+		return nil, fmt.Errorf("listen channel: %w", err)
+	}
+	channelURL := cfg.ChannelURL
+	if channelURL == "" {
+		channelURL = defaultChannelURL(cfg.ChannelAddr, c.channelLn.Addr())
+	}
+	if c.fleet, err = newFleet(ctx, c.db, ca, channelURL, cfg.DefenderCertTTL, logger); err != nil {
+		return nil, err
+	}
+	c.channel = channel.NewServer(channel.ServerConfig{
+		Certificate:       chCert,
+		ClientCAs:         ca.Pool(),
+		Authorize:         c.fleet.authorize,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		ConsoleVersion:    version,
+	}, c.fleet, logger)
+	c.fleet.server = c.channel
+
 	handler, err := httpapi.New(httpapi.Config{
 		Version:    version,
 		TokenTTL:   cfg.TokenTTL,
 		SigningKey: key,
 		BcryptCost: cfg.BcryptCost,
 		OpenAPI:    api.OpenAPI(),
-	}, c.db, logger)
+	}, c.db, c.fleet, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +124,8 @@ func New(ctx context.Context, cfg Config, version string, logger *slog.Logger) (
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug), // TLS handshake noise from scanners
 	}
-	ln, err := net.Listen("tcp", cfg.APIAddr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.APIAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen api: %w", err)
 	}
@@ -192,33 +223,65 @@ func (c *Console) APIAddr() net.Addr { return c.apiLn.Addr() }
 // CACertPEM is the Console CA certificate, for clients to trust.
 func (c *Console) CACertPEM() []byte { return c.ca.CertPEM() }
 
-// Run serves until ctx is done, then shuts down gracefully.
+// ChannelAddr is the address Defenders connect to.
+func (c *Console) ChannelAddr() net.Addr { return c.channelLn.Addr() }
+
+// ChannelURL is the address written into install bundles.
+func (c *Console) ChannelURL() string { return c.fleet.channelURL }
+
+// ChannelStats returns the channel's counters.
+func (c *Console) ChannelStats() channel.Stats { return c.channel.Stats() }
+
+// Run serves the API and the channel until ctx is done, then shuts down
+// gracefully.
 func (c *Console) Run(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- c.api.Serve(c.apiLn) }()
-	c.logger.Info("console listening", slog.String("api", c.apiLn.Addr().String()))
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve api: %w", err)
-	case <-ctx.Done():
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		errc := make(chan error, 1)
+		go func() { errc <- c.api.Serve(c.apiLn) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve api: %w", err)
+		case <-gctx.Done():
+		}
+		shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := c.api.Shutdown(shCtx); err != nil {
+			return fmt.Errorf("shutdown api: %w", err)
+		}
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve api: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return c.channel.Serve(gctx, c.channelLn) })
+	c.logger.Info("console listening", slog.String("api", c.apiLn.Addr().String()), slog.String("channel", c.channelLn.Addr().String()), slog.String("channel_url", c.fleet.channelURL))
+	return g.Wait()
+}
+
+// defaultChannelURL names this host and the channel's port: the configured
+// host when one was given, else the machine's hostname.
+func defaultChannelURL(configured string, actual net.Addr) string {
+	host, _, _ := net.SplitHostPort(configured)
+	_, port, _ := net.SplitHostPort(actual.String())
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		} else {
+			host = "localhost"
+		}
 	}
-	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := c.api.Shutdown(shCtx); err != nil {
-		return fmt.Errorf("shutdown api: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve api: %w", err)
-	}
-	return nil
+	return "wss://" + net.JoinHostPort(host, port) + bulwarkv1.Path
 }
 
 // Close releases the listener and the store.
 func (c *Console) Close() error {
 	var errs []error
-	if c.apiLn != nil {
-		if err := c.apiLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
+	for _, ln := range []net.Listener{c.apiLn, c.channelLn} {
+		if ln != nil {
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if c.db != nil {

@@ -63,6 +63,13 @@ func TestRBACMatrix(t *testing.T) {
 		{"POST", "/api/v1/access-keys", func(string) string { return `{"name":"matrix"}` }, all, "", 200},
 		{"DELETE", "/api/v1/access-keys/{id}", noBody, all, "", 404},
 		{"GET", "/api/v1/audits/mgmt", noBody, []string{"admin", "auditor"}, "", 200},
+		{"POST", "/api/v1/defenders/bundle", func(r string) string { return `{"id":"rbac-` + r + `"}` }, []string{"admin", "operator", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/defenders", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/defenders/summary", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"POST", "/api/v1/defenders/{id}/revoke", noBody, []string{"admin", "operator", "defender-manager"}, "", 404},
+		{"POST", "/api/v1/defenders/{id}/renew", noBody, []string{"admin", "operator", "defender-manager"}, "", 404},
+		{"GET", "/api/v1/policies/{type}", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/policies/{type}", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
 	}
 
 	// Every endpoint of the API is in the matrix.
@@ -92,13 +99,13 @@ func TestRBACMatrix(t *testing.T) {
 	}
 
 	for _, e := range eps {
-		path := strings.ReplaceAll(e.path, "{id}", "does-not-exist")
+		path := strings.NewReplacer("{id}", "does-not-exist", "{type}", "runtime/container").Replace(e.path)
 		for _, role := range append([]string{"anonymous"}, roles...) {
 			t.Run(e.method+" "+e.path+" as "+role, func(t *testing.T) {
 				k := call{method: e.method, path: path, body: e.body(role)}
 				want := e.okStatus
-				switch {
-				case role == "anonymous":
+				switch role {
+				case "anonymous":
 					k.body = e.body("admin")
 					if e.access != public {
 						want = 401

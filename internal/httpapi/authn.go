@@ -35,7 +35,7 @@ type claims struct {
 	PasswordChanged int64 `json:"pwc"`
 }
 
-const tokenIssuer = "bulwark-console"
+const tokenIssuer = "bulwark-console" //nolint:gosec // an issuer name, not a credential
 
 // authenticateRequest resolves the credentials of r: a Bearer token, or HTTP
 // Basic with a username and password or an access key ID and secret.
@@ -53,19 +53,19 @@ func (s *Server) authenticateRequest(r *http.Request) (principal, error) {
 // checkPassword verifies a username/password or key-ID/secret pair, applying
 // the failed-login back-off to both the name and the client address.
 func (s *Server) checkPassword(ctx context.Context, name, secret, ip string) (principal, error) {
-	nameKey, ipKey := "u:"+name, "ip:"+ip
-	if wait := s.limiter.check(nameKey, ipKey); wait > 0 {
+	if wait := max(s.users.check(name), s.addrs.check(ip)); wait > 0 {
 		return principal{}, &tooManyError{retryAfter: wait}
 	}
 	p, err := s.verifySecret(ctx, name, secret)
 	if errors.Is(err, errUnauthorized) {
-		s.limiter.fail(nameKey, ipKey)
+		s.users.fail(name)
+		s.addrs.fail(ip)
 		return principal{}, err
 	}
 	if err != nil {
 		return principal{}, err
 	}
-	s.limiter.succeed(nameKey)
+	s.users.succeed(name)
 	return p, nil
 }
 

@@ -5,13 +5,15 @@ import (
 	"time"
 )
 
-// loginLimiter slows down password guessing. After freeFailures failed logins
-// for one key (a username, or a client address) inside window, every further
-// attempt waits an exponentially growing back-off, capped at maxBackoff. A
-// success clears the username's record.
+// loginLimiter slows down password guessing. After free failed logins for
+// one key inside failureWindow, every further attempt waits an exponentially
+// growing back-off, capped at maxBackoff. A success clears the key's record.
+// The API keeps one limiter per username and a more tolerant one per client
+// address, so that users behind one NAT do not lock each other out.
 type loginLimiter struct {
 	mu       sync.Mutex
 	now      func() time.Time
+	free     int
 	failures map[string]*failureRecord
 }
 
@@ -22,17 +24,19 @@ type failureRecord struct {
 }
 
 const (
-	freeFailures = 5
-	baseBackoff  = time.Second
-	maxBackoff   = 15 * time.Minute
+	// freeUserFailures and freeAddrFailures are the failures allowed before back-off.
+	freeUserFailures = 5
+	freeAddrFailures = 50
+	baseBackoff      = time.Second
+	maxBackoff       = 15 * time.Minute
 	// failureWindow forgets failures older than this.
 	failureWindow = 15 * time.Minute
 	// maxTracked bounds memory under a spray of distinct usernames.
 	maxTracked = 100_000
 )
 
-func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{now: now, failures: make(map[string]*failureRecord)}
+func newLoginLimiter(now func() time.Time, free int) *loginLimiter {
+	return &loginLimiter{now: now, free: free, failures: make(map[string]*failureRecord)}
 }
 
 // check returns how long the caller must still wait, zero when it may try.
@@ -65,8 +69,8 @@ func (l *loginLimiter) fail(keys ...string) {
 		}
 		f.count++
 		f.last = now
-		if f.count >= freeFailures {
-			d := baseBackoff << min(f.count-freeFailures, 20)
+		if f.count >= l.free {
+			d := baseBackoff << min(f.count-l.free, 20)
 			f.lockedUntil = now.Add(min(d, maxBackoff))
 		}
 	}

@@ -29,19 +29,22 @@ type Config struct {
 
 // Server is the REST API. It is an http.Handler.
 type Server struct {
-	cfg     Config
-	store   store.Store
-	logger  *slog.Logger
-	mux     *http.ServeMux
-	limiter *loginLimiter
-	creds   *credCache
-	routes  []route
+	cfg    Config
+	store  store.Store
+	fleet  Fleet
+	logger *slog.Logger
+	mux    *http.ServeMux
+	users  *loginLimiter // failed logins per username
+	addrs  *loginLimiter // failed logins per client address
+	creds  *credCache
+	routes []route
 }
 
 var _ http.Handler = (*Server)(nil)
 
-// New returns the API over st.
-func New(cfg Config, st store.Store, logger *slog.Logger) (*Server, error) {
+// New returns the API over st; fleet carries out what the store cannot
+// (certificates, live connections).
+func New(cfg Config, st store.Store, fleet Fleet, logger *slog.Logger) (*Server, error) {
 	if len(cfg.SigningKey) < 32 {
 		return nil, errors.New("httpapi: signing key shorter than 32 bytes")
 	}
@@ -55,12 +58,14 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{
-		cfg:     cfg,
-		store:   st,
-		logger:  logger,
-		mux:     http.NewServeMux(),
-		limiter: newLoginLimiter(cfg.Now),
-		creds:   newCredCache(5*time.Minute, cfg.Now),
+		cfg:    cfg,
+		store:  st,
+		fleet:  fleet,
+		logger: logger,
+		mux:    http.NewServeMux(),
+		users:  newLoginLimiter(cfg.Now, freeUserFailures),
+		addrs:  newLoginLimiter(cfg.Now, freeAddrFailures),
+		creds:  newCredCache(5*time.Minute, cfg.Now),
 	}
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
@@ -98,6 +103,13 @@ func (s *Server) routeTable() []route {
 		{"POST", "/api/v1/access-keys", auth.PermSelf, s.createAccessKey},
 		{"DELETE", "/api/v1/access-keys/{id}", auth.PermSelf, s.deleteAccessKey},
 		{"GET", "/api/v1/audits/mgmt", auth.PermReadAudit, s.listAudits},
+		{"POST", "/api/v1/defenders/bundle", auth.PermManageDefenders, s.createBundle},
+		{"GET", "/api/v1/defenders", auth.PermRead, s.listDefenders},
+		{"GET", "/api/v1/defenders/summary", auth.PermRead, s.defendersSummary},
+		{"POST", "/api/v1/defenders/{id}/revoke", auth.PermManageDefenders, s.revokeDefender},
+		{"POST", "/api/v1/defenders/{id}/renew", auth.PermManageDefenders, s.renewBundle},
+		{"GET", "/api/v1/policies/{type...}", auth.PermRead, s.getPolicy},
+		{"PUT", "/api/v1/policies/{type...}", auth.PermWritePolicy, s.putPolicy},
 	}
 }
 

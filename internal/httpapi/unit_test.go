@@ -10,8 +10,8 @@ import (
 
 func TestLoginLimiterBackoff(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	l := newLoginLimiter(func() time.Time { return now })
-	for i := range freeFailures - 1 {
+	l := newLoginLimiter(func() time.Time { return now }, freeUserFailures)
+	for i := range freeUserFailures - 1 {
 		l.fail("u:alice")
 		if w := l.check("u:alice"); w != 0 {
 			t.Fatalf("after %d failures check = %v, want 0", i+1, w)
@@ -22,7 +22,7 @@ func TestLoginLimiterBackoff(t *testing.T) {
 		l.fail("u:alice")
 		w := l.check("u:alice")
 		if w <= last {
-			t.Fatalf("failure %d: wait %v, want more than %v", freeFailures+i, w, last)
+			t.Fatalf("failure %d: wait %v, want more than %v", freeUserFailures+i, w, last)
 		}
 		last = w
 	}

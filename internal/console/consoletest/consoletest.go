@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -39,6 +38,9 @@ type Option func(*console.Config)
 // WithDataDir starts on an existing data dir (to test restarts).
 func WithDataDir(dir string) Option { return func(c *console.Config) { c.DataDir = dir } }
 
+// WithConfig lets a test change anything else.
+func WithConfig(f func(*console.Config)) Option { return Option(f) }
+
 // Start runs a Console on 127.0.0.1:0 until the test ends.
 func Start(t testing.TB, opts ...Option) *Console {
 	t.Helper()
@@ -48,10 +50,11 @@ func Start(t testing.TB, opts ...Option) *Console {
 	cfg.ChannelAddr = "127.0.0.1:0"
 	cfg.AdminPassword = AdminPassword
 	cfg.BcryptCost = 4 // fast tests; production uses credential.DefaultCost
+	cfg.HeartbeatInterval = time.Second
 	for _, o := range opts {
 		o(&cfg)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

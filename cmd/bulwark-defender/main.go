@@ -1,0 +1,124 @@
+// Command bulwark-defender runs the Bulwark Defender on a host: it enforces
+// the last policy it has, spools events on disk and sends them to the Console
+// over mutual TLS.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"bulwark/internal/defender"
+	"bulwark/internal/flagenv"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+const intro = `Usage: bulwark-defender [flags]
+       bulwark-defender status [--state-dir DIR]
+
+Runs the Bulwark Defender from an install bundle (made by
+'bulwarkctl defender bundle --out DIR' or POST /api/v1/defenders/bundle). At
+start it enforces the policy stored in its state directory before it reaches
+the Console; every event is written to an on-disk spool before it is sent and
+removed only after the Console has stored it.
+
+'status' prints the running (or last) Defender's status from its state dir.
+`
+
+const outro = `
+Environment only:
+  POD_NAME
+      the name reported when the Defender is not in the host's network
+      namespace (set it from the Kubernetes downward API).
+
+Testing only:
+  --test-synthetic-events N makes the Defender produce N numbered events in
+  total, across restarts; nothing in a default configuration does.
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg := defender.Default()
+	fs := flagenv.New("bulwark-defender", intro, outro, stderr)
+	fs.StringVar(&cfg.BundleDir, "bundle", cfg.BundleDir, "install bundle directory (ca.pem, defender.pem, defender-key.pem, bundle.json)")
+	fs.Env("bundle", "BULWARK_BUNDLE_DIR")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory for the stored policy, the event spool and status.json")
+	fs.Env("state-dir", "BULWARK_STATE_DIR")
+	fs.StringVar(&cfg.ConsoleURL, "console-url", "", "wss:// channel address, instead of the bundle's")
+	fs.Env("console-url", "BULWARK_CONSOLE_URL")
+	fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", cfg.SpoolMaxBytes, "bound on the on-disk event spool; when full the oldest events are dropped and counted")
+	fs.Env("spool-max-bytes", "BULWARK_SPOOL_MAX_BYTES")
+	fs.StringVar(&cfg.ProcRoot, "proc-root", cfg.ProcRoot, "the host's /proc (the Defender runs with hostPID)")
+	fs.Env("proc-root", "BULWARK_PROC_ROOT")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Env("log-level", "BULWARK_LOG_LEVEL")
+	fs.Uint64Var(&cfg.SyntheticEvents, "test-synthetic-events", 0, "TESTING ONLY: produce this many numbered events in total")
+	fs.IntVar(&cfg.SyntheticRate, "test-synthetic-rate", 0, "TESTING ONLY: synthetic events per second (0: as fast as possible)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+
+	status := len(args) > 0 && args[0] == "status"
+	if status {
+		args = args[1:]
+	}
+	if err := fs.Parse(args, getenv); err != nil {
+		if flagenv.IsHelp(err) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "bulwark-defender:", err)
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version)
+		return 0
+	}
+	if status {
+		st, err := defender.ReadStatus(cfg.StateDir)
+		if err != nil {
+			fmt.Fprintln(stderr, "bulwark-defender:", err)
+			return 1
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return 0
+	}
+	cfg.PodName = getenv("POD_NAME")
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "bulwark-defender: log level %q: %v\n", *logLevel, err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "bulwark-defender: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 2
+	}
+	d, err := defender.New(cfg, version, logger)
+	if err != nil {
+		logger.Error("start defender", slog.Any("err", err))
+		return 1
+	}
+	defer func() {
+		if err := d.Close(); err != nil {
+			logger.Error("close defender", slog.Any("err", err))
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		logger.Error("defender stopped", slog.Any("err", err))
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,401 @@
+// Package defender assembles the Bulwark Defender: the per-host agent that
+// holds the last policy on disk and enforces it from start, spools every
+// event on disk before sending it, and talks to the Console over the mutual
+// TLS channel.
+package defender
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"bulwark/api/bulwarkv1"
+	"bulwark/internal/channel"
+	"bulwark/internal/spool"
+)
+
+// Config is everything the Defender can be told.
+type Config struct {
+	// BundleDir holds the install bundle: CA, client certificate and key,
+	// bundle.json with the Defender ID and the Console address.
+	BundleDir string
+	// StateDir holds the last policy, the event spool and status.json.
+	StateDir string
+	// ConsoleURL overrides the bundle's channel address.
+	ConsoleURL string
+	// PodName is reported as the name when not on the host network.
+	PodName string
+	// SpoolMaxBytes bounds the on-disk event spool.
+	SpoolMaxBytes int64
+	// ProcRoot is where the host's /proc is mounted (hostPID).
+	ProcRoot string
+
+	// SyntheticEvents, a test option, makes the Defender produce this many
+	// numbered events in total (across restarts) at SyntheticRate per second
+	// (0: as fast as possible). Zero, the default, produces none.
+	SyntheticEvents uint64
+	SyntheticRate   int
+}
+
+// Default returns the configuration of a Defender started without options.
+func Default() Config {
+	return Config{
+		BundleDir:     "/etc/bulwark/defender",
+		StateDir:      "/var/lib/bulwark-defender",
+		SpoolMaxBytes: 256 << 20,
+		ProcRoot:      "/proc",
+	}
+}
+
+// Validate reports every bad field at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BundleDir == "" {
+		errs = append(errs, errors.New("bundle dir: empty"))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state dir: empty"))
+	}
+	if c.SpoolMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("spool max bytes %d: want at least 1 MiB", c.SpoolMaxBytes))
+	}
+	if c.ConsoleURL != "" && !strings.HasPrefix(c.ConsoleURL, "wss://") {
+		errs = append(errs, fmt.Errorf("console url %q: want wss://host:port%s", c.ConsoleURL, bulwarkv1.Path))
+	}
+	if c.SyntheticRate < 0 {
+		errs = append(errs, errors.New("synthetic rate: negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Defender is a running Defender.
+type Defender struct {
+	cfg     Config
+	version string
+	logger  *slog.Logger
+	bundle  *Bundle
+	spool   *spool.Spool
+	ident   identity
+	client  *channel.Client
+
+	mu           sync.Mutex
+	policy       bulwarkv1.Policy
+	policySource string // "disk", "console" or "none"
+	connected    bool
+	lastErr      string
+}
+
+const (
+	policyFile = "policy.json"
+	statusFile = "status.json"
+)
+
+// New loads the bundle and, before any network, the last policy from disk.
+func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	b, err := LoadBundle(cfg.BundleDir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConsoleURL == "" {
+		cfg.ConsoleURL = b.Info.ConsoleURL
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	d := &Defender{cfg: cfg, version: version, logger: logger.With(slog.String("defender", b.Info.DefenderID)), bundle: b, policySource: "none"}
+	if err := d.loadPolicy(); err != nil {
+		return nil, err
+	}
+	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{MaxBytes: cfg.SpoolMaxBytes, SegmentBytes: min(8<<20, cfg.SpoolMaxBytes/8)})
+	if err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	d.spool = sp
+	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
+	d.client = channel.NewClient(channel.ClientConfig{
+		URL:       cfg.ConsoleURL,
+		TLS:       b.TLS,
+		Hello:     d.hello,
+		Heartbeat: d.heartbeat,
+		OnPolicy:  d.applyPolicy,
+		Outbox:    outbox{d.spool},
+		OnState:   d.onState,
+	}, d.logger)
+	d.writeStatus()
+	return d, nil
+}
+
+// loadPolicy enforces the policy stored on disk, if any.
+func (d *Defender) loadPolicy() error {
+	raw, err := os.ReadFile(filepath.Join(d.cfg.StateDir, policyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		d.logger.Info("no stored policy; waiting for the console")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read stored policy: %w", err)
+	}
+	var p bulwarkv1.Policy
+	if err := json.Unmarshal(raw, &p); err != nil {
+		// Atomic replacement makes this unexpected; refuse to guess a policy.
+		return fmt.Errorf("stored policy %s is corrupt: %w", filepath.Join(d.cfg.StateDir, policyFile), err)
+	}
+	d.policy, d.policySource = p, "disk"
+	d.logger.Info("enforcing stored policy", slog.Int64("revision", p.Revision))
+	return nil
+}
+
+// applyPolicy stores a snapshot from the Console, then enforces it.
+func (d *Defender) applyPolicy(p bulwarkv1.Policy) error {
+	d.mu.Lock()
+	cur := d.policy.Revision
+	d.mu.Unlock()
+	if p.Revision == cur {
+		return nil
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(d.cfg.StateDir, policyFile), raw, 0o600); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.policy, d.policySource = p, "console"
+	d.mu.Unlock()
+	d.logger.Info("enforcing policy", slog.Int64("revision", p.Revision), slog.Int64("previous", cur))
+	d.writeStatus()
+	return nil
+}
+
+// PolicyRevision is the revision enforced now.
+func (d *Defender) PolicyRevision() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.policy.Revision
+}
+
+func (d *Defender) spoolInfo() bulwarkv1.SpoolInfo {
+	st := d.spool.Stats()
+	return bulwarkv1.SpoolInfo{Depth: st.Depth, Dropped: st.Dropped, NextSeq: st.NextSeq}
+}
+
+func (d *Defender) hello() bulwarkv1.Hello {
+	return bulwarkv1.Hello{
+		ID:             d.bundle.Info.DefenderID,
+		Version:        d.version,
+		Hostname:       d.ident.Hostname,
+		HostNetwork:    d.ident.HostNetwork,
+		OS:             d.ident.OS,
+		Kernel:         d.ident.Kernel,
+		Runtimes:       d.ident.Runtimes,
+		Capabilities:   []string{"spool"},
+		PolicyRevision: d.PolicyRevision(),
+		Spool:          d.spoolInfo(),
+	}
+}
+
+func (d *Defender) heartbeat() bulwarkv1.Heartbeat {
+	si := d.spoolInfo()
+	return bulwarkv1.Heartbeat{Time: time.Now(), PolicyRevision: d.PolicyRevision(), Spool: &si}
+}
+
+func (d *Defender) onState(connected bool, err error) {
+	d.mu.Lock()
+	d.connected = connected
+	d.lastErr = ""
+	if err != nil {
+		d.lastErr = err.Error()
+	}
+	d.mu.Unlock()
+	d.writeStatus()
+}
+
+// Status is what status.json and `bulwark-defender status` show.
+type Status struct {
+	ID             string              `json:"id"`
+	Version        string              `json:"version"`
+	Hostname       string              `json:"hostname"`
+	HostNetwork    bool                `json:"hostNetwork"`
+	Console        string              `json:"console"`
+	Connected      bool                `json:"connected"`
+	LastError      string              `json:"lastError,omitempty"`
+	PolicyRevision int64               `json:"policyRevision"`
+	PolicySource   string              `json:"policySource"` // disk, console, none
+	Spool          bulwarkv1.SpoolInfo `json:"spool"`
+	CertNotAfter   time.Time           `json:"certNotAfter"`
+	UpdatedAt      time.Time           `json:"updatedAt"`
+}
+
+// Status returns the Defender's current status.
+func (d *Defender) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return Status{
+		ID: d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
+		Console: d.cfg.ConsoleURL, Connected: d.connected, LastError: d.lastErr,
+		PolicyRevision: d.policy.Revision, PolicySource: d.policySource, Spool: d.spoolInfo(),
+		CertNotAfter: d.bundle.Leaf.NotAfter, UpdatedAt: time.Now().UTC(),
+	}
+}
+
+func (d *Defender) writeStatus() {
+	raw, err := json.MarshalIndent(d.Status(), "", "  ")
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(d.cfg.StateDir, statusFile), append(raw, '\n'), 0o644)
+	}
+	if err != nil {
+		d.logger.Warn("write status", slog.Any("err", err))
+	}
+}
+
+// ReadStatus reads the status a Defender wrote in stateDir.
+func ReadStatus(stateDir string) (Status, error) {
+	var st Status
+	raw, err := os.ReadFile(filepath.Join(stateDir, statusFile))
+	if err != nil {
+		return st, fmt.Errorf("read status: %w", err)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, fmt.Errorf("read status: %w", err)
+	}
+	return st, nil
+}
+
+// Emit spools events of one kind; data are JSON objects.
+func (d *Defender) Emit(kind string, at time.Time, data ...json.RawMessage) error {
+	recs := make([][]byte, len(data))
+	for i, x := range data {
+		b, err := json.Marshal(spooled{Time: at, Kind: kind, Data: x})
+		if err != nil {
+			return err
+		}
+		recs[i] = b
+	}
+	_, _, err := d.spool.Append(recs...)
+	return err
+}
+
+// Run works until ctx ends: the channel, and the synthetic generator when configured.
+func (d *Defender) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.client.Run(ctx) })
+	if d.cfg.SyntheticEvents > 0 {
+		g.Go(func() error { return d.synthesize(ctx) })
+	}
+	g.Go(func() error { // keep status.json fresh for operators and tests
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				d.writeStatus()
+			}
+		}
+	})
+	err := g.Wait()
+	d.writeStatus()
+	return err
+}
+
+// Close releases the spool.
+func (d *Defender) Close() error {
+	if d.spool == nil {
+		return nil
+	}
+	return d.spool.Close()
+}
+
+// synthesize produces numbered test events until SyntheticEvents exist in
+// total; it resumes after a restart from the spool's next seq.
+func (d *Defender) synthesize(ctx context.Context) error {
+	const batch = 500
+	var tick <-chan time.Time
+	per := batch
+	if d.cfg.SyntheticRate > 0 {
+		per = max(1, d.cfg.SyntheticRate/100)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		made := d.spool.Stats().NextSeq - 1
+		if made >= d.cfg.SyntheticEvents {
+			d.logger.Info("synthetic events done", slog.Uint64("events", made))
+			<-ctx.Done()
+			return nil
+		}
+		n := min(uint64(per), d.cfg.SyntheticEvents-made)
+		data := make([]json.RawMessage, n)
+		for i := range data {
+			data[i] = json.RawMessage(fmt.Sprintf(`{"n":%d}`, made+uint64(i)+1))
+		}
+		if err := d.Emit("synthetic", time.Now(), data...); err != nil {
+			return fmt.Errorf("synthetic events: %w", err)
+		}
+		if tick != nil {
+			select {
+			case <-tick:
+			case <-ctx.Done():
+				return nil
+			}
+		} else if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// spooled is an event as kept in the spool; its seq is the spool's.
+type spooled struct {
+	Time time.Time       `json:"t"`
+	Kind string          `json:"k"`
+	Data json.RawMessage `json:"d,omitempty"`
+}
+
+// outbox adapts the spool to the channel client.
+type outbox struct{ sp *spool.Spool }
+
+func (o outbox) Pending(from uint64, maxEvents int) ([]bulwarkv1.Event, error) {
+	recs, err := o.sp.Read(from, maxEvents, bulwarkv1.MaxFrameBytes/2)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bulwarkv1.Event, 0, len(recs))
+	for _, r := range recs {
+		var s spooled
+		if err := json.Unmarshal(r.Data, &s); err != nil || s.Kind == "" {
+			s = spooled{Time: time.Now(), Kind: "spool.corrupt"} // keep the seq sequence whole; report, don't stall
+		}
+		out = append(out, bulwarkv1.Event{Seq: r.Seq, Time: s.Time, Kind: s.Kind, Data: s.Data})
+	}
+	return out, nil
+}
+
+func (o outbox) Acked(seq uint64) error {
+	next := o.sp.Stats().NextSeq
+	if seq >= next {
+		// The Console has more of this Defender's events than the spool has
+		// ever held (its state was wiped): continue numbering after them, or
+		// new events would be taken for duplicates.
+		if err := o.sp.SkipTo(seq + 1); err != nil {
+			return err
+		}
+	}
+	return o.sp.Ack(seq)
+}
+
+func (o outbox) Wake() <-chan struct{} { return o.sp.Notify() }
