@@ -36,6 +36,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateReadsOwnWrites", testUpdateReadsOwnWrites},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"TimePrecision", testTimePrecision},
+		{"Defenders", testDefenders},
+		{"DefenderCerts", testDefenderCerts},
+		{"UpdateDefenderState", testUpdateDefenderState},
+		{"AppendEvents", testAppendEvents},
+		{"EventFilters", testEventFilters},
+		{"EventLimits", testEventLimits},
+		{"Policies", testPolicies},
+		{"FleetRollsBack", testFleetRollsBack},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
