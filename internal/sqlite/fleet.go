@@ -224,7 +224,7 @@ func (x queries) PutPolicy(ctx context.Context, typ string, doc []byte) (int64, 
 // that both come from the same committed state.
 func (x queries) PolicySnapshot(ctx context.Context) (policy.Snapshot, error) {
 	rows, err := x.q.QueryContext(ctx, `SELECT r.revision, p.type, p.doc
-		FROM policy_revision r LEFT JOIN policies p ORDER BY p.type`)
+		FROM policy_revision r LEFT JOIN policies p ON true ORDER BY p.type`)
 	if err != nil {
 		return policy.Snapshot{}, fmt.Errorf("read policy snapshot: %w", err)
 	}
@@ -394,9 +394,11 @@ func (db *DB) UpdateDefenderState(ctx context.Context, id string, st inventory.S
 // the driver; many rows per statement amortise that.
 const insertRows = 100
 
-// insertEventsSQL is the INSERT of insertRows events.
-var insertEventsSQL = `INSERT INTO events (defender_id, seq, time, kind, data) VALUES ` +
-	strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?), ", insertRows), ", ")
+// insertEventsSQL returns the INSERT of n events.
+func insertEventsSQL(n int) string {
+	return `INSERT INTO events (defender_id, seq, time, kind, data) VALUES ` + //nolint:gosec // placeholders only
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?), ", n), ", ")
+}
 
 // AppendEvents stores the events of batches in one transaction and returns,
 // for each batch, its Defender's StoredSeq after the commit. An event whose
@@ -429,16 +431,14 @@ func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint
 		var err error
 		if pending == insertRows {
 			if many == nil {
-				if many, err = tx.PrepareContext(ctx, insertEventsSQL); err != nil {
+				if many, err = tx.PrepareContext(ctx, insertEventsSQL(insertRows)); err != nil {
 					return err
 				}
 			}
 			_, err = many.ExecContext(ctx, args...)
 		} else {
 			// The call's last, shorter run of rows.
-			q := `INSERT INTO events (defender_id, seq, time, kind, data) VALUES ` +
-				strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?), ", pending), ", ")
-			_, err = tx.ExecContext(ctx, q, args...)
+			_, err = tx.ExecContext(ctx, insertEventsSQL(pending), args...)
 		}
 		args, pending = args[:0], 0
 		return err

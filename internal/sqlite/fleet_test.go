@@ -29,7 +29,7 @@ func BenchmarkAppendEvents(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	data := []byte(`{"pid":4242,"ppid":1,"path":"/usr/bin/curl","args":["curl","-s","http://10.0.0.1/x"]}`)
+	data := []byte(`{"pid":4242,"ppid":1,"uid":1000,"path":"/usr/bin/curl","args":["curl","-s","http://10.0.0.1/x.sh"]}`) // 100 bytes
 	batches := make([]event.Batch, defenders)
 	for d := range batches {
 		batches[d] = event.Batch{DefenderID: fmt.Sprintf("defender-%02d", d), Events: make([]event.Event, perBatch)}

@@ -52,7 +52,7 @@ func getDefender(tb testing.TB, s store.Store, id string) inventory.Defender {
 
 // events returns the events of defender with seqs from..to, at base+seq seconds,
 // of kind "synthetic" for even seqs and "process.exec" for odd ones.
-func events(defender string, from, to uint64) []event.Event {
+func events(defender string, from, to int) []event.Event {
 	var es []event.Event
 	for seq := from; seq <= to; seq++ {
 		kind := "synthetic"
@@ -61,7 +61,7 @@ func events(defender string, from, to uint64) []event.Event {
 		}
 		es = append(es, event.Event{
 			DefenderID: defender,
-			Seq:        seq,
+			Seq:        uint64(seq), //nolint:gosec // from 1 up
 			Time:       at(time.Duration(seq) * time.Second),
 			Kind:       kind,
 			Data:       fmt.Appendf(nil, `{"defender":%q,"seq":%d}`, defender, seq),
@@ -70,7 +70,7 @@ func events(defender string, from, to uint64) []event.Event {
 	return es
 }
 
-func batch(defender string, from, to uint64) event.Batch {
+func batch(defender string, from, to int) event.Batch {
 	return event.Batch{DefenderID: defender, Events: events(defender, from, to)}
 }
 
