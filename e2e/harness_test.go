@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -220,10 +222,12 @@ func startDefender(t testing.TB, bundleDir, stateDir string, args ...string) *pr
 	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir}, args...)...)
 }
 
+// status reads the Defender's status.json; before the Defender has written
+// one it returns the zero Status.
 func status(t testing.TB, stateDir string) defender.Status {
 	t.Helper()
 	st, err := defender.ReadStatus(stateDir)
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 	return st

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -191,8 +192,8 @@ func validate(body any) error {
 			return fmt.Errorf("%d events; want 1..%d", n, MaxBatchEvents)
 		}
 		for i, e := range b.Events {
-			if e.Seq == 0 {
-				return fmt.Errorf("event %d has seq 0", i)
+			if e.Seq == 0 || e.Seq > math.MaxInt64 {
+				return fmt.Errorf("event %d has seq %d; want 1..2^63-1", i, e.Seq)
 			}
 			if i > 0 && e.Seq != b.Events[i-1].Seq+1 {
 				return fmt.Errorf("event %d has seq %d after %d; seqs must be consecutive", i, e.Seq, b.Events[i-1].Seq)

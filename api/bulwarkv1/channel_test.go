@@ -57,6 +57,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"hello without id", `{"type":"hello","body":{"hostname":"h"}}`, "empty id"},
 		{"empty batch", `{"type":"events","body":{"events":[]}}`, "0 events"},
 		{"seq zero", `{"type":"events","body":{"events":[{"seq":0,"kind":"k"}]}}`, "seq 0"},
+		{"seq beyond int64", `{"type":"events","body":{"events":[{"seq":9223372036854775808,"kind":"k"}]}}`, "want 1..2^63-1"},
 		{"gap in batch", `{"type":"events","body":{"events":[{"seq":1,"kind":"k"},{"seq":3,"kind":"k"}]}}`, "consecutive"},
 		{"no kind", `{"type":"events","body":{"events":[{"seq":1}]}}`, "kind"},
 		{"oversized", `{"type":"ack","body":{"seq":1},"pad":"` + strings.Repeat("x", MaxFrameBytes) + `"}`, "over the"},

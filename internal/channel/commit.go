@@ -66,18 +66,34 @@ func (c *committer) run(ctx context.Context) {
 				break more
 			}
 		}
-		batches := make([]event.Batch, len(group))
+		c.commit(ctx, group)
+	}
+}
+
+// commit writes a group in one transaction. When that fails and the group
+// has several batches, each is retried alone, so that one Defender's bad
+// batch fails only that Defender.
+func (c *committer) commit(ctx context.Context, group []pendingBatch) {
+	batches := make([]event.Batch, len(group))
+	for i, p := range group {
+		batches[i] = p.batch
+	}
+	stored, err := c.backend.AppendEvents(ctx, batches)
+	if err == nil {
 		for i, p := range group {
-			batches[i] = p.batch
+			p.done(stored[i], nil)
 		}
-		stored, err := c.backend.AppendEvents(ctx, batches)
-		for i, p := range group {
-			if err != nil {
-				p.done(0, err)
-			} else {
-				p.done(stored[i], nil)
-			}
+		return
+	}
+	if len(group) == 1 || ctx.Err() != nil {
+		for _, p := range group {
+			p.done(0, err)
 		}
+		return
+	}
+	c.logger.Warn("group commit failed; retrying batch by batch", slog.Int("batches", len(group)), slog.Any("err", err))
+	for _, p := range group {
+		c.commit(ctx, []pendingBatch{p})
 	}
 }
 

@@ -36,15 +36,31 @@ func detectIdentity(podName string, procRoot string) identity {
 	return id
 }
 
-// sameNetNS reports whether this process is in PID 1's network namespace.
-// Without hostPID, PID 1 is our own container's init and the answer is
-// "not on the host network" unless the namespaces really are shared.
+// sameNetNS reports whether this process is in the host's network
+// namespace: PID 1's, or, where PID 1's cannot be read (a hardened init),
+// kthreadd's — kernel threads always live in the initial namespaces. Without
+// hostPID neither is the host's and the answer is "not on the host network"
+// unless the namespaces really are shared.
 func sameNetNS(procRoot string) bool {
-	var self, init syscall.Stat_t
-	if syscall.Stat(procRoot+"/self/ns/net", &self) != nil || syscall.Stat(procRoot+"/1/ns/net", &init) != nil {
+	var self syscall.Stat_t
+	if syscall.Stat(procRoot+"/self/ns/net", &self) != nil {
 		return false
 	}
-	return self.Ino == init.Ino && self.Dev == init.Dev
+	same := func(pid string) (bool, bool) {
+		var st syscall.Stat_t
+		if syscall.Stat(procRoot+"/"+pid+"/ns/net", &st) != nil {
+			return false, false
+		}
+		return st.Ino == self.Ino && st.Dev == self.Dev, true
+	}
+	if eq, ok := same("1"); ok {
+		return eq
+	}
+	if comm, err := os.ReadFile(procRoot + "/2/comm"); err == nil && strings.TrimSpace(string(comm)) == "kthreadd" {
+		eq, _ := same("2")
+		return eq
+	}
+	return false
 }
 
 func osPrettyName() string {
