@@ -114,8 +114,12 @@ func run(ctx context.Context) error {
 		results = append(results, r)
 	}
 
-	fmt.Printf("Machine: %d CPUs (GOMAXPROCS %d), %s; %d concurrent clients over HTTP/2 + TLS on loopback, %s per row.\n\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), *conc, *duration)
+	proto, err := protocol(ctx, client, base+"/api/v1/_ping")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Machine: %d CPUs (GOMAXPROCS %d), %s; %d concurrent clients over %s + TLS on loopback, %s per row.\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), *conc, proto, *duration)
 	fmt.Println("| scenario | requests/s | vs baseline | p50 | p99 | max | errors |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
@@ -187,6 +191,20 @@ func send(ctx context.Context, client *http.Client, method, url, body, user, pas
 		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
 	}
 	return nil
+}
+
+// protocol is the HTTP version the server negotiates with the client.
+func protocol(ctx context.Context, client *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	return resp.Proto, nil
 }
 
 func token(ctx context.Context, client *http.Client, base, user, pass string) (string, error) {
