@@ -34,6 +34,8 @@ for _ in $(seq 1 100); do
 done
 curl -sfk "$URL/api/v1/_ping" >/dev/null || { echo "demo: the Console did not answer on $URL"; exit 1; }
 
+ctl() { bin/bulwarkctl --console "$URL" --ca-cert "$DATA/pki/ca.pem" --username admin --password "$PW" "$@"; }
+
 # A local Defender, from an install bundle made once.
 if [ ! -e "$DATA/defender-bundle/bundle.json" ]; then
   ctl defender bundle --id "demo-$(hostname)" --out "$DATA/defender-bundle" >/dev/null
@@ -44,7 +46,6 @@ defender=$!
 trap 'kill $defender $console 2>/dev/null; wait $defender $console 2>/dev/null; echo "demo: stopped"' EXIT INT TERM
 
 # Demo data, once: an auditor, a CI user and a runtime policy.
-ctl() { bin/bulwarkctl --console "$URL" --ca-cert "$DATA/pki/ca.pem" --username admin --password "$PW" "$@"; }
 if [ ! -e "$DATA/.seeded" ]; then
   printf 'auditor-demo-pw\n' | ctl users create alice --role auditor --password-stdin >/dev/null
   printf 'ci-demo-password\n' | ctl users create ci-bot --role ci-user --password-stdin >/dev/null
