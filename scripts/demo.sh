@@ -24,7 +24,10 @@ fi
 BULWARK_ADMIN_PASSWORD=$PW bin/bulwark-console --data-dir "$DATA" --api-addr "$API" --channel-addr "$CHANNEL" \
   >"$DATA/console.out" 2>"$DATA/console.log" &
 console=$!
-trap 'kill $console 2>/dev/null; wait $console 2>/dev/null; echo "demo: stopped"' EXIT INT TERM
+defender=
+stop() { kill $defender $console 2>/dev/null; wait $defender $console 2>/dev/null; echo "demo: stopped"; }
+trap stop EXIT
+trap 'exit 0' INT TERM
 
 URL="https://$API"
 for _ in $(seq 1 100); do
@@ -43,7 +46,6 @@ fi
 bin/bulwark-defender --bundle "$DATA/defender-bundle" --state-dir "$DATA/defender-state" \
   >"$DATA/defender.log" 2>&1 &
 defender=$!
-trap 'kill $defender $console 2>/dev/null; wait $defender $console 2>/dev/null; echo "demo: stopped"' EXIT INT TERM
 
 # Demo data, once: an auditor, a CI user and a runtime policy.
 if [ ! -e "$DATA/.seeded" ]; then
