@@ -10,6 +10,14 @@ declare -A pkgs=(
   [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
   [curl]=/usr/bin/curl
   [iproute2]=/usr/bin/ip
+  # eBPF: the pinned Debian clang compiles bpf/ (make generate), bpftool dumps BTF
+  [clang]=/usr/bin/clang
+  [llvm]=/usr/bin/llvm-objdump
+  [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
+  [bpftool]=/usr/sbin/bpftool
+  # containers for the sensor, shim and enforcement tests
+  [runc]=/usr/sbin/runc
+  [busybox-static]=/bin/busybox
 )
 missing=()
 for p in "${!pkgs[@]}"; do
@@ -24,6 +32,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Kernel filesystems the eBPF sensor needs; a fresh machine lacks them.
+if [ "$(id -u)" -eq 0 ]; then
+  mountpoint -q /sys/kernel/tracing  || mount -t tracefs    none /sys/kernel/tracing
+  mountpoint -q /sys/fs/bpf          || mount -t bpf        none /sys/fs/bpf
+  mountpoint -q /sys/kernel/security || mount -t securityfs none /sys/kernel/security
 fi
 
 # Go tools, pinned.
