@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -12,8 +13,8 @@ import (
 )
 
 // BenchmarkAppendEvents commits what the channel's group commit hands the
-// store under load: ten Defenders' batches of 1,000 events of about 100 bytes
-// per call.
+// store under load: ten Defenders' batches of 1,000 exec events in
+// containers (about 480 bytes of runtime JSON each) per call.
 func BenchmarkAppendEvents(b *testing.B) {
 	const defenders, perBatch = 10, 1000
 	db := openTB(b, filepath.Join(b.TempDir(), "bulwark.db"))
@@ -29,7 +30,24 @@ func BenchmarkAppendEvents(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	data := []byte(`{"pid":4242,"ppid":1,"uid":1000,"path":"/usr/bin/curl","args":["curl","-s","http://10.0.0.1/x.sh"]}`) // 100 bytes
+	// What a Defender sends for an exec in a container: the JSON of an
+	// event.Runtime. Its container and host feed the generated columns the
+	// events table indexes, so the measure includes their cost.
+	data, err := json.Marshal(event.Runtime{
+		Process: event.Process{
+			PID: 4242, PPID: 4200, UID: 1000, GID: 1000, Comm: "curl", Exe: "/usr/bin/curl",
+			Argv: []string{"curl", "-s", "http://10.0.0.1/x.sh"}, Cwd: "/app", CgroupID: 12345, ParentExe: "/bin/sh",
+		},
+		Container: &event.Container{
+			ID:   "3f4e5d6c7b8a99aa0b1c2d3e4f5061728394a5b6c7d8e9f00112233445566778",
+			Name: "web-7d9f8c6b5-x2x4z", Image: "registry.example.com/shop/web:1.42.0",
+			Pod: "web-7d9f8c6b5-x2x4z", Namespace: "shop", Runtime: "containerd",
+		},
+		Host: "node-07.prod.example.com",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 	batches := make([]event.Batch, defenders)
 	for d := range batches {
 		batches[d] = event.Batch{DefenderID: fmt.Sprintf("defender-%02d", d), Events: make([]event.Event, perBatch)}
