@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 
+	"golang.org/x/sync/semaphore"
+
 	"bulwark/internal/event"
 )
 
@@ -16,6 +18,11 @@ type committer struct {
 	backend Backend
 	logger  *slog.Logger
 	in      chan pendingBatch
+	// room bounds the events queued or being committed. A connection that
+	// cannot get room waits before it reads its next frame, so back-pressure
+	// reaches the Defenders over TCP instead of piling decoded batches up in
+	// the Console's memory and ack latency.
+	room *semaphore.Weighted
 }
 
 type pendingBatch struct {
@@ -26,21 +33,32 @@ type pendingBatch struct {
 const (
 	commitQueue     = 1024
 	maxCommitEvents = 32 << 10
+	// queuedEvents is about two commits' worth.
+	queuedEvents = 2 * maxCommitEvents
 )
 
 var errShutdown = errors.New("console shutting down")
 
 func newCommitter(b Backend, logger *slog.Logger) *committer {
-	return &committer{backend: b, logger: logger, in: make(chan pendingBatch, commitQueue)}
+	return &committer{backend: b, logger: logger, in: make(chan pendingBatch, commitQueue), room: semaphore.NewWeighted(queuedEvents)}
 }
 
 // submit queues a batch; done runs after its commit. It blocks while the
 // queue is full (back-pressure on the Defender) and reports false when ctx ends first.
 func (c *committer) submit(ctx context.Context, b event.Batch, done func(uint64, error)) bool {
+	n := int64(min(len(b.Events), queuedEvents))
+	if err := c.room.Acquire(ctx, n); err != nil {
+		return false
+	}
+	release := func(seq uint64, err error) {
+		c.room.Release(n)
+		done(seq, err)
+	}
 	select {
-	case c.in <- pendingBatch{b, done}:
+	case c.in <- pendingBatch{b, release}:
 		return true
 	case <-ctx.Done():
+		c.room.Release(n)
 		return false
 	}
 }

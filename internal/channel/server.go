@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,10 @@ type Server struct {
 	mu    sync.Mutex
 	conns map[string]*serverConn
 
+	// decoding bounds the frames decoded at once to the CPUs, so that a
+	// thousand connections do not crowd the committer off the processors.
+	decoding chan struct{}
+
 	badFrames  atomic.Uint64
 	refusedIDs atomic.Uint64
 	ingested   atomic.Uint64
@@ -84,7 +89,7 @@ func NewServer(cfg ServerConfig, backend Backend, logger *slog.Logger) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, backend: backend, logger: logger, conns: make(map[string]*serverConn)}
+	s := &Server{cfg: cfg, backend: backend, logger: logger, conns: make(map[string]*serverConn), decoding: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	s.ingest = newCommitter(backend, logger)
 	return s
 }
@@ -382,7 +387,13 @@ func (c *serverConn) read(ctx context.Context) (string, any, error) {
 		c.fail(err)
 		return "", nil, err
 	}
+	select {
+	case c.s.decoding <- struct{}{}:
+	case <-ctx.Done():
+		return "", nil, ctx.Err()
+	}
 	typ, body, err := bulwarkv1.Decode(data)
+	<-c.s.decoding
 	if err != nil {
 		c.fail(err)
 		return "", nil, err
