@@ -139,17 +139,55 @@ func Decode(frame []byte) (string, any, error) {
 	if len(frame) > MaxFrameBytes {
 		return "", nil, fmt.Errorf("%w: %d bytes is over the %d-byte limit", ErrFrame, len(frame), MaxFrameBytes)
 	}
+	if typ, raw, ok := splitCanonical(frame); ok {
+		if typ, body, err := decodeBody(typ, raw); err == nil {
+			return typ, body, nil
+		}
+		// A bad frame: the general path names the problem.
+	}
 	var env Envelope
 	dec := json.NewDecoder(bytes.NewReader(frame))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
 		return "", nil, fmt.Errorf("%w: envelope: %v", ErrFrame, err) //nolint:errorlint // one error kind for callers
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(frame[dec.InputOffset():])) > 0 {
 		return "", nil, fmt.Errorf("%w: data after the envelope", ErrFrame)
 	}
+	return decodeBody(env.Type, env.Body)
+}
+
+// splitCanonical recognises the exact bytes Encode writes,
+// {"type":"T","body":B}, and returns T and B without scanning B: the body is
+// then parsed once, by decodeBody. Frames in any other layout return false and
+// take the general path.
+func splitCanonical(frame []byte) (string, []byte, bool) {
+	const pre, mid = `{"type":"`, `","body":`
+	if !bytes.HasPrefix(frame, []byte(pre)) || frame[len(frame)-1] != '}' {
+		return "", nil, false
+	}
+	rest := frame[len(pre):]
+	i := bytes.IndexByte(rest, '"')
+	if i <= 0 || i > 16 || !bytes.HasPrefix(rest[i:], []byte(mid)) {
+		return "", nil, false
+	}
+	typ := string(rest[:i])
+	for _, c := range typ {
+		if c < 'a' || c > 'z' {
+			return "", nil, false // escapes and the like: let the general path judge
+		}
+	}
+	body := rest[i+len(mid) : len(rest)-1]
+	if len(body) == 0 || body[0] != '{' {
+		return "", nil, false
+	}
+	return typ, body, true
+}
+
+// decodeBody parses and checks the body of a message of type typ.
+func decodeBody(typ string, raw []byte) (string, any, error) {
 	var body any
-	switch env.Type {
+	switch typ {
 	case TypeHello:
 		body = new(Hello)
 	case TypeWelcome:
@@ -163,18 +201,18 @@ func Decode(frame []byte) (string, any, error) {
 	case TypeHeartbeat:
 		body = new(Heartbeat)
 	default:
-		return "", nil, fmt.Errorf("%w: unknown type %q", ErrFrame, truncate(env.Type, 40))
+		return "", nil, fmt.Errorf("%w: unknown type %q", ErrFrame, truncate(typ, 40))
 	}
-	if len(env.Body) == 0 || string(env.Body) == "null" {
-		return "", nil, fmt.Errorf("%w: %s without a body", ErrFrame, env.Type)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil, fmt.Errorf("%w: %s without a body", ErrFrame, typ)
 	}
-	if err := json.Unmarshal(env.Body, body); err != nil {
-		return "", nil, fmt.Errorf("%w: %s body: %v", ErrFrame, env.Type, err) //nolint:errorlint // one error kind for callers
+	if err := json.Unmarshal(raw, body); err != nil {
+		return "", nil, fmt.Errorf("%w: %s body: %v", ErrFrame, typ, err) //nolint:errorlint // one error kind for callers
 	}
 	if err := validate(body); err != nil {
-		return "", nil, fmt.Errorf("%w: %s: %v", ErrFrame, env.Type, err) //nolint:errorlint // one error kind for callers
+		return "", nil, fmt.Errorf("%w: %s: %v", ErrFrame, typ, err) //nolint:errorlint // one error kind for callers
 	}
-	return env.Type, body, nil
+	return typ, body, nil
 }
 
 func validate(body any) error {

@@ -1,6 +1,7 @@
 package bulwarkv1
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -54,6 +55,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"null body", `{"type":"ack","body":null}`, "without a body"},
 		{"body of wrong shape", `{"type":"ack","body":{"seq":"one"}}`, "ack body"},
 		{"trailing data", `{"type":"ack","body":{"seq":1}} {}`, "after the envelope"},
+		{"trailing brace", `{"type":"ack","body":{"seq":1}}}`, "after the envelope"},
 		{"hello without id", `{"type":"hello","body":{"hostname":"h"}}`, "empty id"},
 		{"empty batch", `{"type":"events","body":{"events":[]}}`, "0 events"},
 		{"seq zero", `{"type":"events","body":{"events":[{"seq":0,"kind":"k"}]}}`, "seq 0"},
@@ -72,6 +74,47 @@ func TestDecodeRefuses(t *testing.T) {
 	}
 }
 
+// TestCanonicalPathAgrees: the fast path and the general path judge every
+// frame alike.
+func TestCanonicalPathAgrees(t *testing.T) {
+	frames := []string{
+		`{"type":"ack","body":{"seq":1}}`,
+		`{"type":"ack","body":{"seq":1}}}`,
+		`{"type":"ack","body":{"seq":1},"x":1}`,
+		`{"type":"ack","body":{"seq":1} , "body":{"seq":2}}`,
+		`{"type":"ack","body":{"seq":1}}{"type":"ack","body":{"seq":2}}`,
+		`{"type":"events","body":{"events":[{"seq":1,"kind":"k"}]}}`,
+		`{"type":"a\u0063k","body":{"seq":1}}`,
+	}
+	for _, f := range frames {
+		checkAgree(t, []byte(f))
+	}
+}
+
+// checkAgree decodes frame by both paths and fails if they disagree.
+func checkAgree(t *testing.T, frame []byte) {
+	t.Helper()
+	typ, body, err := Decode(frame)
+	var env Envelope
+	dec := json.NewDecoder(bytes.NewReader(frame))
+	dec.DisallowUnknownFields()
+	gerr := dec.Decode(&env)
+	if gerr == nil && len(bytes.TrimSpace(frame[dec.InputOffset():])) > 0 {
+		gerr = errors.New("trailing data")
+	}
+	var gtyp string
+	var gbody any
+	if gerr == nil {
+		gtyp, gbody, gerr = decodeBody(env.Type, env.Body)
+	}
+	if (err == nil) != (gerr == nil) {
+		t.Fatalf("Decode(%q): fast path err %v, general path err %v", frame, err, gerr)
+	}
+	if err == nil && (typ != gtyp || !cmp.Equal(body, gbody)) {
+		t.Fatalf("Decode(%q): paths disagree: %s %+v vs %s %+v", frame, typ, body, gtyp, gbody)
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"hello","body":{"id":"a","hostname":"h"}}`,
@@ -84,6 +127,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		checkAgree(t, frame)
 		typ, body, err := Decode(frame)
 		if err != nil {
 			if !errors.Is(err, ErrFrame) {
