@@ -47,6 +47,9 @@ type Runtime struct {
 	Module  *Module  `json:"module,omitempty"`
 	Child   *Process `json:"child,omitempty"` // fork: the new process
 	Syscall string   `json:"syscall,omitempty"`
+	// Existing marks a process.exec found in /proc when the Defender started,
+	// rather than seen by the sensor as it happened.
+	Existing bool `json:"existing,omitempty"`
 	Result  int64    `json:"result,omitempty"` // syscall return when known (negative errno)
 }
 
