@@ -49,8 +49,8 @@ type Runtime struct {
 	Syscall string   `json:"syscall,omitempty"`
 	// Existing marks a process.exec found in /proc when the Defender started,
 	// rather than seen by the sensor as it happened.
-	Existing bool `json:"existing,omitempty"`
-	Result  int64    `json:"result,omitempty"` // syscall return when known (negative errno)
+	Existing bool  `json:"existing,omitempty"`
+	Result   int64 `json:"result,omitempty"` // syscall return when known (negative errno)
 }
 
 // Process identifies a process. PIDs are as seen from the host.
