@@ -273,12 +273,24 @@ func (r *Resolver) findState(roots []stateRoot, id, cgPath string) (stateRoot, r
 			}
 			continue
 		}
-		if cg := st.CgroupPaths[""]; cgPath != "" && cg != "" && !strings.HasSuffix(cg, cgPath) {
+		if cg := st.CgroupPaths[""]; cgPath != "" && cg != "" && !r.sameCgroup(cg, cgPath) {
 			continue
 		}
 		return root, st, true
 	}
 	return stateRoot{}, runcState{}, false
+}
+
+// sameCgroup says whether abs, a cgroup2 directory as runc recorded it, is
+// path below the cgroup root. runc may have recorded it under another mount
+// point of cgroup2 than the resolver's (a Defender that sees the host's
+// /sys under /host).
+func (r *Resolver) sameCgroup(abs, path string) bool {
+	mount, ok := strings.CutSuffix(abs, path)
+	if !ok {
+		return false
+	}
+	return mount == r.cfg.CgroupRoot || strings.HasSuffix(mount, "/sys/fs/cgroup") || strings.HasSuffix(mount, "/sys/fs/cgroup/unified")
 }
 
 // describe names the container p found. complete says whether the runtime's
