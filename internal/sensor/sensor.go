@@ -1,0 +1,454 @@
+// Package sensor is the Defender's runtime sensor: eBPF programs on
+// tracepoints and raw tracepoints (bpf/sensor.bpf.c) report process, file,
+// network, privilege, namespace, ptrace and module events through one ring
+// buffer, and this package decodes them into event.Runtime.
+//
+// It uses only hooks that every CO-RE kernel has (no kprobes, no BPF
+// trampolines). Each probe that cannot attach is reported with its reason by
+// Probes and the sensor runs with the rest; when nothing loads at all it falls
+// back to the netlink proc connector (exec, exit and fork; pids only, the rest
+// read from /proc).
+//
+// What is resolved where:
+//   - exec: the file name and argv (first 512 bytes, Truncated when longer)
+//     come from the kernel; the cwd is read from /proc/<pid>/cwd when the event
+//     is decoded, which is racy (empty when the process is already gone).
+//   - file: paths are what the syscall was given (inside a container, the
+//     container's view). Absolute paths are filtered in the kernel against the
+//     watched prefixes; relative ones are joined in user space with
+//     /proc/<pid>/cwd (AT_FDCWD) or /proc/<pid>/fd/<dfd> and filtered then, as
+//     is fchmod's fd. A relative path that can no longer be resolved is counted
+//     as user-space loss. File events are attempts seen at syscall entry: the
+//     syscall may still fail, and O_CREAT is reported as file.create even when
+//     the file existed.
+//   - network: connect's destination is read at entry, the local end and the
+//     result at exit; accept and listen read the socket behind the fd in the
+//     kernel at syscall exit (so listen knows a port it picked itself). For
+//     accept, Src is the peer and Dst the local end (the flow's direction);
+//     for listen, Src is the bound address.
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"bulwark/internal/event"
+)
+
+// DefaultRingBufferBytes is the ring buffer size when Config leaves it 0.
+const DefaultRingBufferBytes = 8 << 20
+
+// SensitivePaths are always watched for file events, whatever Config says.
+var SensitivePaths = []string{
+	"/etc", "/bin", "/sbin", "/usr/bin", "/usr/sbin", "/lib", "/usr/lib", "/boot",
+	"/root/.ssh", "/var/spool/cron",
+}
+
+// Config configures a Sensor.
+type Config struct {
+	// RingBufferBytes is the kernel ring buffer size: a power of two and a
+	// multiple of the page size. 0 means DefaultRingBufferBytes.
+	RingBufferBytes int
+	// WatchPaths are absolute path prefixes whose writes, creates, unlinks,
+	// renames and chmods are reported, in addition to SensitivePaths.
+	WatchPaths []string
+	// ProcRoot is where procfs is mounted; "" means /proc.
+	ProcRoot string
+
+	// procConnector forces the proc connector fallback (tests).
+	procConnector bool
+}
+
+// ProbeStatus says whether one probe runs, and if not, why.
+type ProbeStatus struct {
+	Name   string // the hook: "syscalls/sys_enter_openat", "sched_process_fork", "proc connector"
+	Kind   string // tracepoint, raw_tp, netlink
+	Active bool
+	Error  string // why it is not active
+}
+
+// Sensor reports runtime events from the kernel.
+type Sensor struct {
+	cfg     Config
+	logger  *slog.Logger
+	watched []string // cleaned prefixes, built-in and configured
+
+	objs   sensorMaps
+	progs  []*ebpf.Program
+	links  []link.Link
+	rd     *ringbuf.Reader
+	probes []ProbeStatus
+	pc     *procConnector // non-nil: the fallback runs instead of BPF
+
+	userLoss atomic.Uint64
+	dec      *decoder
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New loads the BPF programs and attaches every probe it can.
+func New(cfg Config, logger *slog.Logger) (*Sensor, error) {
+	if cfg.RingBufferBytes == 0 {
+		cfg.RingBufferBytes = DefaultRingBufferBytes
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	watched, err := validate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sensor{cfg: cfg, logger: logger, watched: watched, dec: newDecoder(bootNs())}
+	var bpfErr error
+	if cfg.procConnector {
+		bpfErr = errors.New("proc connector requested")
+	} else {
+		bpfErr = s.loadBPF()
+	}
+	if bpfErr == nil {
+		return s, nil
+	}
+	s.closeBPF()
+	pc, err := openProcConnector()
+	if err != nil {
+		return nil, fmt.Errorf("sensor: eBPF: %v; proc connector: %w", bpfErr, err)
+	}
+	logger.Warn("sensor: eBPF unavailable, falling back to the netlink proc connector (exec, exit, fork only)",
+		"error", bpfErr)
+	s.pc = pc
+	s.probes = append(s.probes, ProbeStatus{Name: "proc connector", Kind: "netlink", Active: true,
+		Error: "fallback: eBPF unavailable: " + bpfErr.Error()})
+	return s, nil
+}
+
+func validate(cfg Config) ([]string, error) {
+	var errs []error
+	n := cfg.RingBufferBytes
+	if n < os.Getpagesize() || n&(n-1) != 0 || n > 1<<30 {
+		errs = append(errs, fmt.Errorf("RingBufferBytes %d: want a power of two between the page size and 1 GiB", n))
+	}
+	var watched []string
+	for _, p := range append(slices.Clone(SensitivePaths), cfg.WatchPaths...) {
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("WatchPaths %q: not absolute", p))
+			continue
+		}
+		p = filepath.Clean(p)
+		if len(p) >= pathLen-1 {
+			errs = append(errs, fmt.Errorf("WatchPaths %q: longer than %d bytes", p, pathLen-2))
+			continue
+		}
+		if !slices.Contains(watched, p) {
+			watched = append(watched, p)
+		}
+	}
+	if len(watched) > 500 {
+		errs = append(errs, fmt.Errorf("WatchPaths: %d prefixes, at most 500", len(watched)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("sensor config: %w", err)
+	}
+	return watched, nil
+}
+
+// bootNs is the wall clock at CLOCK_MONOTONIC zero, which bpf_ktime_get_ns
+// and task->start_time count from.
+func bootNs() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Now().UnixNano() - ts.Nano()
+}
+
+func (s *Sensor) loadBPF() error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("remove memlock rlimit: %w", err)
+	}
+	spec, err := loadSensor()
+	if err != nil {
+		return fmt.Errorf("read BPF object: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(s.cfg.RingBufferBytes)
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+		return fmt.Errorf("create maps: %w", err)
+	}
+	for _, p := range s.watched {
+		if err := s.watch(p); err != nil {
+			return err
+		}
+	}
+	repl := map[string]*ebpf.Map{
+		"events": s.objs.Events, "lost": s.objs.Lost, "pending": s.objs.Pending,
+		"scratch": s.objs.Scratch, "settings": s.objs.Settings, "watch": s.objs.Watch,
+	}
+	names := make([]string, 0, len(spec.Programs))
+	for name := range spec.Programs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	active := 0
+	for _, name := range names {
+		st := s.attach(spec, name, repl)
+		if st.Active {
+			active++
+		} else {
+			s.logger.Warn("sensor: probe not active", "probe", st.Name, "error", st.Error)
+		}
+		s.probes = append(s.probes, st)
+	}
+	if active == 0 {
+		return fmt.Errorf("no probe attached (first error: %s)", s.probes[0].Error)
+	}
+	if s.rd, err = ringbuf.NewReader(s.objs.Events); err != nil {
+		return fmt.Errorf("open ring buffer: %w", err)
+	}
+	return nil
+}
+
+// attach loads one program on its own, so that a program the verifier or
+// the kernel refuses costs only its own probe.
+func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]*ebpf.Map) ProbeStatus {
+	section := spec.Programs[name].SectionName
+	kind, target, _ := strings.Cut(section, "/")
+	st := ProbeStatus{Name: target, Kind: kind}
+	typ := reflect.StructOf([]reflect.StructField{{
+		Name: "P", Type: reflect.TypeFor[*ebpf.Program](), Tag: reflect.StructTag(`ebpf:"` + name + `"`),
+	}})
+	v := reflect.New(typ)
+	if err := spec.LoadAndAssign(v.Interface(), &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		st.Error = "load: " + err.Error()
+		return st
+	}
+	prog := v.Elem().Field(0).Interface().(*ebpf.Program)
+	s.progs = append(s.progs, prog)
+	var l link.Link
+	var err error
+	switch kind {
+	case "tracepoint":
+		group, tp, _ := strings.Cut(target, "/")
+		l, err = link.Tracepoint(group, tp, prog, nil)
+	case "raw_tp":
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: target, Program: prog})
+	default:
+		err = fmt.Errorf("unknown section %q", section)
+	}
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		st.Error = "not on this kernel: " + err.Error()
+	case err != nil:
+		st.Error = "attach: " + err.Error()
+	default:
+		s.links = append(s.links, l)
+		st.Active = true
+	}
+	return st
+}
+
+func (s *Sensor) watch(prefix string) error {
+	var k sensorWatchKey
+	add := func(p string) error {
+		k = sensorWatchKey{Plen: uint32(8 * len(p))}
+		for i := range len(p) {
+			k.Path[i] = int8(p[i])
+		}
+		if err := s.objs.Watch.Put(&k, uint8(1)); err != nil {
+			return fmt.Errorf("watch %s: %w", prefix, err)
+		}
+		return nil
+	}
+	if prefix == "/" {
+		return add("/")
+	}
+	if err := add(prefix + "/"); err != nil {
+		return err
+	}
+	return add(prefix + "\x00")
+}
+
+// isWatched applies the kernel's prefix rule to a path resolved in user space.
+func (s *Sensor) isWatched(p string) bool {
+	for _, w := range s.watched {
+		if w == "/" || p == w || (strings.HasPrefix(p, w) && p[len(w)] == '/') {
+			return true
+		}
+	}
+	return false
+}
+
+// onlyProcess narrows every probe to one process (tests).
+func (s *Sensor) onlyProcess(tgid uint32) error {
+	return s.objs.Settings.Put(uint32(0), sensorSettingsVal{OnlyTgid: tgid})
+}
+
+// Run reads events and calls out for each, in ring buffer order, until ctx
+// ends. out runs on Run's goroutine; while it blocks, the kernel keeps
+// writing until the ring buffer is full and then counts what it drops.
+func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt event.Runtime)) error {
+	if s.pc != nil {
+		return s.pc.run(ctx, s, out)
+	}
+	s.rd.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { s.rd.SetDeadline(time.Now()) })
+	defer stop()
+	var rec ringbuf.Record
+	var r record
+	for {
+		if err := s.rd.ReadInto(&rec); err != nil {
+			if ctx.Err() != nil || errors.Is(err, ringbuf.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("sensor: read ring buffer: %w", err)
+		}
+		if err := s.dec.decode(rec.RawSample, &r); err != nil {
+			s.userLoss.Add(1)
+			s.logger.Debug("sensor: undecodable record", "error", err, "bytes", len(rec.RawSample))
+			continue
+		}
+		if !s.enrich(&r) {
+			continue
+		}
+		out(r.kind, r.at, r.rt)
+	}
+}
+
+// enrich resolves what the kernel left to user space and applies the
+// watched-path filter to paths resolved here. false: drop the record.
+func (s *Sensor) enrich(r *record) bool {
+	pid := r.rt.Process.PID
+	switch r.kind {
+	case event.KindProcessExec:
+		r.rt.Process.Cwd = s.readlink(pid, "cwd")
+		if !filepath.IsAbs(r.rt.Process.Exe) && r.rt.Process.Cwd != "" {
+			r.rt.Process.Exe = filepath.Join(r.rt.Process.Cwd, r.rt.Process.Exe)
+		}
+	case event.KindFileCreate, event.KindFileWrite, event.KindFileUnlink, event.KindFileRename, event.KindFileChmod:
+		f := r.file
+		check := false
+		if r.flags&fByFD != 0 {
+			f.Path = s.readlink(pid, "fd/"+strconv.Itoa(int(r.dfd)))
+			check = true
+		} else if r.flags&fPathRel != 0 {
+			f.Path = s.join(pid, r.dfd, f.Path)
+			check = true
+		}
+		if r.flags&fPath2Rel != 0 {
+			f.NewPath = s.join(pid, r.dfd2, f.NewPath)
+			check = true
+		}
+		if check {
+			if f.Path == "" || (r.kind == event.KindFileRename && f.NewPath == "") {
+				s.userLoss.Add(1) // gone before we could tell where it wrote
+				return false
+			}
+			if !s.isWatched(f.Path) && !(r.kind == event.KindFileRename && s.isWatched(f.NewPath)) {
+				return false
+			}
+		}
+		r.rt.File = &f
+	case event.KindNetConnect, event.KindNetAccept, event.KindNetListen:
+		n := r.net
+		r.rt.Net = &n
+	}
+	return true
+}
+
+func (s *Sensor) join(pid uint32, dfd int32, rel string) string {
+	base := "cwd"
+	if dfd != atFDCWD {
+		base = "fd/" + strconv.Itoa(int(dfd))
+	}
+	dir := s.readlink(pid, base)
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, rel)
+}
+
+func (s *Sensor) readlink(pid uint32, rel string) string {
+	p, err := os.Readlink(s.cfg.ProcRoot + "/" + strconv.FormatUint(uint64(pid), 10) + "/" + rel)
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// Probes reports every probe and whether it is active.
+func (s *Sensor) Probes() []ProbeStatus {
+	return slices.Clone(s.probes)
+}
+
+// Loss returns the events lost so far: in the kernel (ring buffer full, or a
+// path that could not be read) and in user space (undecodable records,
+// relative paths that could no longer be resolved).
+func (s *Sensor) Loss() (kernel, user uint64) {
+	for _, n := range s.kernelLoss() {
+		kernel += n
+	}
+	return kernel, s.userLoss.Load()
+}
+
+// kernelLoss returns the kernel's loss counters summed over CPUs, by slot:
+// [kind] ring buffer full, [kMax+kind] unreadable user memory.
+func (s *Sensor) kernelLoss() [2 * kMax]uint64 {
+	var out [2 * kMax]uint64
+	if s.objs.Lost == nil {
+		return out
+	}
+	var perCPU []uint64
+	for i := range out {
+		if err := s.objs.Lost.Lookup(uint32(i), &perCPU); err != nil {
+			continue
+		}
+		for _, n := range perCPU {
+			out[i] += n
+		}
+	}
+	return out
+}
+
+// Close detaches every probe and frees the maps.
+func (s *Sensor) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.rd != nil {
+			errs = append(errs, s.rd.Close())
+		}
+		errs = append(errs, s.closeBPF())
+		if s.pc != nil {
+			errs = append(errs, s.pc.close())
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+func (s *Sensor) closeBPF() error {
+	var errs []error
+	for _, l := range s.links {
+		errs = append(errs, l.Close())
+	}
+	s.links = nil
+	for _, p := range s.progs {
+		errs = append(errs, p.Close())
+	}
+	s.progs = nil
+	errs = append(errs, s.objs.Close())
+	return errors.Join(errs...)
+}
