@@ -554,7 +554,7 @@ func TestFindCgroup2(t *testing.T) {
 `
 	tests := []struct {
 		name, mountinfo, want string
-		wantErr              error
+		wantErr               error
 	}{
 		{"hybrid", hybrid, "/sys/fs/cgroup/unified", nil},
 		{"pure v2", pure, "/sys/fs/cgroup", nil},
