@@ -130,3 +130,20 @@ func walkCgroups(root string) (map[uint64]string, error) {
 	walk(root, "/")
 	return paths, nil
 }
+
+// treeStamp is the cgroup2 root's count of live and dying descendants: it
+// changes when a cgroup is created or removed anywhere in the tree. false:
+// the kernel (or a fake tree) has no cgroup.stat.
+func treeStamp(root string) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(root, "cgroup.stat"))
+	if err != nil {
+		return "", false
+	}
+	var stamp strings.Builder
+	for line := range strings.Lines(string(b)) {
+		if strings.HasPrefix(line, "nr_descendants ") || strings.HasPrefix(line, "nr_dying_descendants ") {
+			stamp.WriteString(line)
+		}
+	}
+	return stamp.String(), stamp.Len() > 0
+}

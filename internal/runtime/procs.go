@@ -92,7 +92,7 @@ func (r *Resolver) readProc(pid uint32, boot time.Time) (Proc, bool) {
 		if path, ok := parseCgroup2(cg); ok {
 			if id, err := CgroupIDOfPath(filepath.Join(r.cfg.CgroupRoot, path)); err == nil {
 				p.CgroupID = id
-				r.learn(id, path)
+				r.Learn(id, path)
 				if ct, ok := r.Container(id); ok {
 					c = &ct
 				}

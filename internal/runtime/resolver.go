@@ -125,6 +125,7 @@ type Resolver struct {
 	paths    map[uint64]string // cgroup id → path below CgroupRoot
 	entries  map[uint64]*entry
 	lastWalk time.Time
+	stamp    string // treeStamp at lastWalk
 	walks    uint64
 	misses   uint64
 	pruned   uint64
@@ -192,7 +193,12 @@ func (r *Resolver) Lookup(cgroupID uint64) (Info, bool) {
 	if !ok {
 		r.misses++
 		if !r.lastWalk.IsZero() && now.Sub(r.lastWalk) < r.cfg.RescanInterval {
-			return Info{}, false
+			// Too soon for another walk, unless cgroups were created or
+			// removed since the last one: the first events of a new
+			// container (its entrypoint's exec) must not pass as the host's.
+			if stamp, ok := treeStamp(r.cfg.CgroupRoot); !ok || stamp == r.stamp {
+				return Info{}, false
+			}
 		}
 		r.walk(now)
 		if path, ok = r.paths[cgroupID]; !ok {
@@ -209,6 +215,7 @@ func (r *Resolver) Lookup(cgroupID uint64) (Info, bool) {
 func (r *Resolver) walk(now time.Time) {
 	r.lastWalk = now
 	r.walks++
+	r.stamp, _ = treeStamp(r.cfg.CgroupRoot) // before the walk: a change during it triggers the next
 	paths, err := walkCgroups(r.cfg.CgroupRoot)
 	if err != nil {
 		r.logger.Warn("walk cgroup2 tree", "root", r.cfg.CgroupRoot, "err", err)
@@ -387,8 +394,10 @@ func (r *Resolver) Stats() Stats {
 	return s
 }
 
-// learn records a cgroup's path found some other way (a /proc scan).
-func (r *Resolver) learn(cgroupID uint64, path string) {
+// Learn records a cgroup's path found some other way: a /proc scan, or the
+// sensor's cgroup_mkdir tracepoint, which saves a walk of the tree. path is
+// relative to the cgroup2 root ("/docker/<id>").
+func (r *Resolver) Learn(cgroupID uint64, path string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.paths[cgroupID]; !ok {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -627,5 +628,63 @@ func TestMatchComponent(t *testing.T) {
 		if ok != tc.wantOK || got != tc.want {
 			t.Errorf("matchComponent(%q, %q, %v) = %+v, %v; want %+v, %v", tc.parent, tc.name, tc.kube, got, ok, tc.want, tc.wantOK)
 		}
+	}
+}
+
+func TestLookupWalksEarlyWhenTheTreeChanged(t *testing.T) {
+	h := newHost(t)
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	cfg := h.config()
+	cfg.Now = clock.Now
+	r := newResolver(t, cfg)
+	setStat := func(live, dying int) {
+		t.Helper()
+		stat := fmt.Sprintf("nr_descendants %d\nnr_subsys_cpu 1\nnr_dying_descendants %d\n", live, dying)
+		if err := os.WriteFile(filepath.Join(h.cgroup, "cgroup.stat"), []byte(stat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	setStat(1, 0)
+	hostID := h.mkCgroup(t, "/system.slice")
+	r.Container(hostID)
+	// Within the interval, unknown ids cost no walk while the tree is unchanged…
+	for range 100 {
+		r.Container(1 << 62)
+	}
+	if w := r.Stats().Walks; w != 1 {
+		t.Fatalf("Walks = %d with an unchanged tree, want 1", w)
+	}
+	// …but a new container's first event finds it at once.
+	id := h.mkCgroup(t, "/docker/"+hexID('c'))
+	setStat(3, 0)
+	if c, ok := r.Container(id); !ok || c.ID != hexID('c') {
+		t.Fatalf("Container(new) within the interval after a tree change = %+v, %v", c, ok)
+	}
+	if w := r.Stats().Walks; w != 2 {
+		t.Errorf("Walks = %d, want 2", w)
+	}
+	for range 100 {
+		r.Container(1 << 62)
+	}
+	if w := r.Stats().Walks; w != 2 {
+		t.Errorf("Walks = %d after unknown ids with an unchanged tree, want 2", w)
+	}
+}
+
+func TestLearn(t *testing.T) {
+	h := newHost(t)
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	cfg := h.config()
+	cfg.Now = clock.Now
+	r := newResolver(t, cfg)
+	r.Container(h.mkCgroup(t, "/system.slice")) // the first walk
+	id := h.mkCgroup(t, "/system.slice/docker-"+hexID('d')+".scope")
+	r.Learn(id, "/system.slice/docker-"+hexID('d')+".scope")
+	if c, ok := r.Container(id); !ok || c.ID != hexID('d') {
+		t.Errorf("Container(learned) = %+v, %v; want %s", c, ok, hexID('d'))
+	}
+	if w := r.Stats().Walks; w != 1 {
+		t.Errorf("Walks = %d, want 1: a learned cgroup needs no walk", w)
 	}
 }
