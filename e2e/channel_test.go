@@ -201,7 +201,7 @@ func TestIdentityHostAndPodNetwork(t *testing.T) {
 	hostB := c.bundle(t, "on-host")
 	podB := c.bundle(t, "in-pod")
 	startDefender(t, hostB, t.TempDir(), "--console-url", url)
-	cmd := exec.Command("ip", "netns", "exec", ns, filepath.Join(bin, "bulwark-defender"), "--bundle", podB, "--state-dir", t.TempDir(), "--console-url", url)
+	cmd := exec.Command("ip", "netns", "exec", ns, filepath.Join(bin, "bulwark-defender"), "--bundle", podB, "--state-dir", t.TempDir(), "--console-url", url, "--sensor=false")
 	startCmd(t, cmd, []string{"POD_NAME=web-7d4b9c-x2x"})
 
 	waitFor(t, "both defenders to connect", 20*time.Second, func() bool {

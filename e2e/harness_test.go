@@ -217,9 +217,12 @@ func (c *consoleProc) defender(t testing.TB, id string) defenderView {
 	return defenderView{}
 }
 
+// startDefender runs a Defender without its sensor: the channel tests count
+// events exactly, and host activity would add to them. sensor_test.go runs
+// the sensor.
 func startDefender(t testing.TB, bundleDir, stateDir string, args ...string) *proc {
 	t.Helper()
-	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir}, args...)...)
+	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false"}, args...)...)
 }
 
 // status reads the Defender's status.json; before the Defender has written

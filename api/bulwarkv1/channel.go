@@ -66,8 +66,25 @@ type Hello struct {
 	Runtimes     []string `json:"runtimes,omitempty"`     // container runtimes found: runc, containerd, docker, crio
 	Capabilities []string `json:"capabilities,omitempty"` // sensor/enforcement abilities probed at start
 	// PolicyRevision is the revision the Defender enforces now (0: none).
-	PolicyRevision int64     `json:"policyRevision"`
-	Spool          SpoolInfo `json:"spool"`
+	PolicyRevision int64       `json:"policyRevision"`
+	Spool          SpoolInfo   `json:"spool"`
+	Sensor         *SensorInfo `json:"sensor,omitempty"`
+}
+
+// SensorInfo reports the Defender's runtime sensor: which probes run and
+// how many events it lost, ever.
+type SensorInfo struct {
+	Probes     []Probe `json:"probes"`
+	LostKernel uint64  `json:"lostKernel"` // ring buffer full
+	LostUser   uint64  `json:"lostUser"`   // dropped in user space
+}
+
+// Probe is one kernel hook of the sensor.
+type Probe struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"` // tracepoint, raw_tp, netlink
+	Active bool   `json:"active"`
+	Error  string `json:"error,omitempty"`
 }
 
 // SpoolInfo reports the Defender's event spool.
@@ -115,9 +132,10 @@ type Ack struct {
 
 // Heartbeat proves liveness; the Defender's carries its current state.
 type Heartbeat struct {
-	Time           time.Time  `json:"time"`
-	PolicyRevision int64      `json:"policyRevision,omitempty"`
-	Spool          *SpoolInfo `json:"spool,omitempty"`
+	Time           time.Time   `json:"time"`
+	PolicyRevision int64       `json:"policyRevision,omitempty"`
+	Spool          *SpoolInfo  `json:"spool,omitempty"`
+	Sensor         *SensorInfo `json:"sensor,omitempty"`
 }
 
 // ErrFrame marks a frame that breaks the protocol.

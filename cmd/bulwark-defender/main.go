@@ -63,6 +63,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Env("spool-max-bytes", "BULWARK_SPOOL_MAX_BYTES")
 	fs.StringVar(&cfg.ProcRoot, "proc-root", cfg.ProcRoot, "the host's /proc (the Defender runs with hostPID)")
 	fs.Env("proc-root", "BULWARK_PROC_ROOT")
+	fs.BoolVar(&cfg.Sensor, "sensor", cfg.Sensor, "run the eBPF runtime sensor (process, file and network events)")
+	fs.Env("sensor", "BULWARK_SENSOR")
+	watch := fs.String("watch-paths", "", "comma-separated path prefixes whose file changes are reported, beyond the sensitive system paths that always are")
+	fs.Env("watch-paths", "BULWARK_WATCH_PATHS")
+	fs.IntVar(&cfg.RingBufferBytes, "sensor-ring-buffer-bytes", 0, "size of the sensor's kernel ring buffer, a power of two (default 8 MiB)")
+	fs.Env("sensor-ring-buffer-bytes", "BULWARK_SENSOR_RING_BUFFER_BYTES")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Env("log-level", "BULWARK_LOG_LEVEL")
 	fs.Uint64Var(&cfg.SyntheticEvents, "test-synthetic-events", 0, "TESTING ONLY: produce this many numbered events in total")
@@ -96,6 +102,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 0
 	}
 	cfg.PodName = getenv("POD_NAME")
+	for _, p := range strings.Split(*watch, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.WatchPaths = append(cfg.WatchPaths, p)
+		}
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "bulwark-defender: log level %q: %v\n", *logLevel, err)

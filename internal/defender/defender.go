@@ -39,6 +39,14 @@ type Config struct {
 	// ProcRoot is where the host's /proc is mounted (hostPID).
 	ProcRoot string
 
+	// Sensor turns the eBPF runtime sensor on (the default).
+	Sensor bool
+	// WatchPaths are path prefixes whose file changes are reported, beyond
+	// the sensitive system paths that always are.
+	WatchPaths []string
+	// RingBufferBytes sizes the sensor's kernel ring buffer (0: 8 MiB).
+	RingBufferBytes int
+
 	// SyntheticEvents, a test option, makes the Defender produce this many
 	// numbered events in total (across restarts) at SyntheticRate per second
 	// (0: as fast as possible). Zero, the default, produces none.
@@ -53,6 +61,7 @@ func Default() Config {
 		StateDir:      "/var/lib/bulwark-defender",
 		SpoolMaxBytes: 256 << 20,
 		ProcRoot:      "/proc",
+		Sensor:        true,
 	}
 }
 
@@ -71,6 +80,9 @@ func (c Config) Validate() error {
 	if c.ConsoleURL != "" && !strings.HasPrefix(c.ConsoleURL, "wss://") {
 		errs = append(errs, fmt.Errorf("console url %q: want wss://host:port%s", c.ConsoleURL, bulwarkv1.Path))
 	}
+	if c.RingBufferBytes != 0 && (c.RingBufferBytes < 4096 || c.RingBufferBytes&(c.RingBufferBytes-1) != 0) {
+		errs = append(errs, fmt.Errorf("ring buffer bytes %d: want a power of two, at least 4096", c.RingBufferBytes))
+	}
 	if c.SyntheticRate < 0 {
 		errs = append(errs, errors.New("synthetic rate: negative"))
 	}
@@ -79,13 +91,15 @@ func (c Config) Validate() error {
 
 // Defender is a running Defender.
 type Defender struct {
-	cfg     Config
-	version string
-	logger  *slog.Logger
-	bundle  *Bundle
-	spool   *spool.Spool
-	ident   identity
-	client  *channel.Client
+	cfg       Config
+	version   string
+	logger    *slog.Logger
+	bundle    *Bundle
+	spool     *spool.Spool
+	ident     identity
+	client    *channel.Client
+	sensing   *sensing // nil: no sensor
+	sensorErr string
 
 	mu           sync.Mutex
 	policy       bulwarkv1.Policy
@@ -124,6 +138,14 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 	}
 	d.spool = sp
 	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
+	if cfg.Sensor {
+		if d.sensing, err = newSensing(d, cfg, d.logger); err != nil {
+			// Run with what works: the channel, the spool, the policy.
+			d.sensorErr = err.Error()
+			d.logger.Error("runtime sensor unavailable; running without it", slog.Any("err", err))
+			err = nil
+		}
+	}
 	d.client = channel.NewClient(channel.ClientConfig{
 		URL:       cfg.ConsoleURL,
 		TLS:       b.TLS,
@@ -201,15 +223,31 @@ func (d *Defender) hello() bulwarkv1.Hello {
 		OS:             d.ident.OS,
 		Kernel:         d.ident.Kernel,
 		Runtimes:       d.ident.Runtimes,
-		Capabilities:   []string{"spool"},
+		Capabilities:   d.capabilities(),
 		PolicyRevision: d.PolicyRevision(),
 		Spool:          d.spoolInfo(),
+		Sensor:         d.sensorInfo(),
 	}
+}
+
+func (d *Defender) capabilities() []string {
+	caps := []string{"spool"}
+	if d.sensing != nil {
+		caps = append(caps, d.sensing.capabilities()...)
+	}
+	return caps
+}
+
+func (d *Defender) sensorInfo() *bulwarkv1.SensorInfo {
+	if d.sensing == nil {
+		return nil
+	}
+	return d.sensing.info()
 }
 
 func (d *Defender) heartbeat() bulwarkv1.Heartbeat {
 	si := d.spoolInfo()
-	return bulwarkv1.Heartbeat{Time: time.Now(), PolicyRevision: d.PolicyRevision(), Spool: &si}
+	return bulwarkv1.Heartbeat{Time: time.Now(), PolicyRevision: d.PolicyRevision(), Spool: &si, Sensor: d.sensorInfo()}
 }
 
 func (d *Defender) onState(connected bool, err error) {
@@ -225,18 +263,20 @@ func (d *Defender) onState(connected bool, err error) {
 
 // Status is what status.json and `bulwark-defender status` show.
 type Status struct {
-	ID             string              `json:"id"`
-	Version        string              `json:"version"`
-	Hostname       string              `json:"hostname"`
-	HostNetwork    bool                `json:"hostNetwork"`
-	Console        string              `json:"console"`
-	Connected      bool                `json:"connected"`
-	LastError      string              `json:"lastError,omitempty"`
-	PolicyRevision int64               `json:"policyRevision"`
-	PolicySource   string              `json:"policySource"` // disk, console, none
-	Spool          bulwarkv1.SpoolInfo `json:"spool"`
-	CertNotAfter   time.Time           `json:"certNotAfter"`
-	UpdatedAt      time.Time           `json:"updatedAt"`
+	ID             string                `json:"id"`
+	Version        string                `json:"version"`
+	Hostname       string                `json:"hostname"`
+	HostNetwork    bool                  `json:"hostNetwork"`
+	Console        string                `json:"console"`
+	Connected      bool                  `json:"connected"`
+	LastError      string                `json:"lastError,omitempty"`
+	PolicyRevision int64                 `json:"policyRevision"`
+	PolicySource   string                `json:"policySource"` // disk, console, none
+	Spool          bulwarkv1.SpoolInfo   `json:"spool"`
+	Sensor         *bulwarkv1.SensorInfo `json:"sensor,omitempty"`
+	SensorError    string                `json:"sensorError,omitempty"`
+	CertNotAfter   time.Time             `json:"certNotAfter"`
+	UpdatedAt      time.Time             `json:"updatedAt"`
 }
 
 // Status returns the Defender's current status.
@@ -247,6 +287,7 @@ func (d *Defender) Status() Status {
 		ID: d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
 		Console: d.cfg.ConsoleURL, Connected: d.connected, LastError: d.lastErr,
 		PolicyRevision: d.policy.Revision, PolicySource: d.policySource, Spool: d.spoolInfo(),
+		Sensor: d.sensorInfo(), SensorError: d.sensorErr,
 		CertNotAfter: d.bundle.Leaf.NotAfter, UpdatedAt: time.Now().UTC(),
 	}
 }
@@ -292,6 +333,9 @@ func (d *Defender) Emit(kind string, at time.Time, data ...json.RawMessage) erro
 func (d *Defender) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.client.Run(ctx) })
+	if d.sensing != nil {
+		g.Go(func() error { return d.sensing.run(ctx) })
+	}
 	if d.cfg.SyntheticEvents > 0 {
 		g.Go(func() error { return d.synthesize(ctx) })
 	}
@@ -312,12 +356,16 @@ func (d *Defender) Run(ctx context.Context) error {
 	return err
 }
 
-// Close releases the spool.
+// Close detaches the sensor and releases the spool.
 func (d *Defender) Close() error {
-	if d.spool == nil {
-		return nil
+	var errs []error
+	if d.sensing != nil {
+		errs = append(errs, d.sensing.close())
 	}
-	return d.spool.Close()
+	if d.spool != nil {
+		errs = append(errs, d.spool.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // synthesize produces numbered test events until SyntheticEvents exist in

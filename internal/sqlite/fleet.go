@@ -394,10 +394,35 @@ func (db *DB) UpdateDefenderState(ctx context.Context, id string, st inventory.S
 // the driver; many rows per statement amortise that.
 const insertRows = 100
 
+// insertColumns is how many values one event's row takes.
+const insertColumns = 6
+
+// containerIDCache turns the container IDs of events into the values
+// AppendEvents binds, reusing the value for a repeated ID: a Defender's
+// events come from a few containers, and one allocation per event would be
+// a measurable part of the ingest path.
+type containerIDCache map[string]any
+
+// of returns the container ID of a runtime event's JSON, nil when none.
+func (c containerIDCache) of(data []byte) any {
+	id := containerIDOf(data)
+	if id == nil {
+		return nil
+	}
+	if v, ok := c[string(id)]; ok {
+		return v
+	}
+	v := any(string(id))
+	if len(c) < 1024 {
+		c[string(id)] = v
+	}
+	return v
+}
+
 // insertEventsSQL returns the INSERT of n events.
 func insertEventsSQL(n int) string {
-	return `INSERT INTO events (defender_id, seq, time, kind, data) VALUES ` + //nolint:gosec // placeholders only
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?), ", n), ", ")
+	return `INSERT INTO events (defender_id, seq, time, kind, data, container_id) VALUES ` + //nolint:gosec // placeholders only
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", n), ", ")
 }
 
 // AppendEvents stores the events of batches in one transaction and returns,
@@ -420,9 +445,10 @@ func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint
 	stored := make(map[string]int64, len(batches)) // Defender -> highest seq, as of this transaction
 	changed := make(map[string]bool, len(batches))
 	var (
-		many    *sql.Stmt // prepared on first use
-		args    = make([]any, 0, 5*insertRows)
-		pending int // rows in args
+		many         *sql.Stmt // prepared on first use
+		args         = make([]any, 0, insertColumns*insertRows)
+		pending      int // rows in args
+		containerIDs = containerIDCache{}
 	)
 	flush := func() error {
 		if pending == 0 {
@@ -466,7 +492,7 @@ func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint
 			}
 			last = seq
 			changed[b.DefenderID] = true
-			args = append(args, b.DefenderID, seq, toNanos(e.Time), e.Kind, blob(e.Data))
+			args = append(args, b.DefenderID, seq, toNanos(e.Time), e.Kind, blob(e.Data), containerIDs.of(e.Data))
 			if pending++; pending == insertRows {
 				if err := flush(); err != nil {
 					return nil, fmt.Errorf("append events: insert: %w", err)

@@ -1,0 +1,215 @@
+package defender
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"bulwark/api/bulwarkv1"
+	"bulwark/internal/event"
+	"bulwark/internal/runtime"
+	"bulwark/internal/sensor"
+)
+
+// sensing joins the eBPF sensor and container correlation, and writes what
+// they see to the spool in batches.
+type sensing struct {
+	d        *Defender
+	sensor   *sensor.Sensor
+	resolver *runtime.Resolver
+	logger   *slog.Logger
+
+	queue   chan queued
+	dropped atomic.Uint64 // events lost because the queue was full
+
+	mu       sync.Mutex
+	reported struct{ kernel, user uint64 } // loss already sent as sensor.loss
+}
+
+type queued struct {
+	kind string
+	at   time.Time
+	data []byte
+}
+
+const (
+	queueLen      = 64 << 10
+	appendBatch   = 2048
+	appendLinger  = 20 * time.Millisecond
+	lossReportGap = 5 * time.Second
+)
+
+func newSensing(d *Defender, cfg Config, logger *slog.Logger) (*sensing, error) {
+	rcfg := runtime.DefaultConfig()
+	rcfg.ProcRoot = cfg.ProcRoot
+	res, err := runtime.New(rcfg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("container correlation: %w", err)
+	}
+	sn, err := sensor.New(sensor.Config{RingBufferBytes: cfg.RingBufferBytes, WatchPaths: cfg.WatchPaths, ProcRoot: cfg.ProcRoot}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("sensor: %w", err)
+	}
+	return &sensing{d: d, sensor: sn, resolver: res, logger: logger, queue: make(chan queued, queueLen)}, nil
+}
+
+// info is the sensor part of the Defender's hello and heartbeats.
+func (s *sensing) info() *bulwarkv1.SensorInfo {
+	kernel, user := s.sensor.Loss()
+	si := &bulwarkv1.SensorInfo{LostKernel: kernel, LostUser: user + s.dropped.Load()}
+	for _, p := range s.sensor.Probes() {
+		si.Probes = append(si.Probes, bulwarkv1.Probe{Name: p.Name, Kind: p.Kind, Active: p.Active, Error: p.Error})
+	}
+	return si
+}
+
+// capabilities names what works, for the hello.
+func (s *sensing) capabilities() []string {
+	var caps []string
+	for _, p := range s.sensor.Probes() {
+		if p.Active {
+			caps = append(caps, p.Kind+":"+p.Name)
+		}
+	}
+	return caps
+}
+
+// run senses until ctx ends.
+func (s *sensing) run(ctx context.Context) error {
+	s.scanExisting()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.appendLoop(ctx) })
+	wg.Go(func() { _ = s.resolver.Run(ctx) })
+	wg.Go(func() { s.lossLoop(ctx) })
+	err := s.sensor.Run(ctx, s.observe)
+	wg.Wait()
+	return err
+}
+
+func (s *sensing) close() error { return s.sensor.Close() }
+
+// observe runs on the sensor's reader goroutine: add the container and host,
+// encode, queue. It must not block.
+func (s *sensing) observe(kind string, at time.Time, rt event.Runtime) {
+	rt.Host = s.d.ident.Hostname
+	if rt.Container == nil && rt.Process.CgroupID != 0 {
+		if c, ok := s.resolver.Container(rt.Process.CgroupID); ok {
+			rt.Container = &c
+		}
+	}
+	data, err := json.Marshal(rt)
+	if err != nil {
+		s.dropped.Add(1)
+		return
+	}
+	select {
+	case s.queue <- queued{kind, at, data}:
+	default:
+		s.dropped.Add(1) // counted and reported, never hidden
+	}
+}
+
+// scanExisting reports the processes that were running before the Defender.
+func (s *sensing) scanExisting() {
+	procs, err := s.resolver.ScanProcs()
+	if err != nil {
+		s.logger.Warn("scan /proc", slog.Any("err", err))
+		return
+	}
+	now := time.Now()
+	for _, p := range procs {
+		rt := event.Runtime{Process: p.Process, Container: p.Container, Existing: true}
+		s.observe(event.KindProcessExec, now, rt)
+	}
+	s.logger.Info("found running processes", slog.Int("processes", len(procs)))
+}
+
+// appendLoop writes queued events to the spool in batches: one append (and
+// one fsync) per batch instead of per event.
+func (s *sensing) appendLoop(ctx context.Context) {
+	batch := make([][]byte, 0, appendBatch)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if _, _, err := s.d.spool.Append(batch...); err != nil {
+			s.dropped.Add(uint64(len(batch)))
+			s.logger.Error("spool events", slog.Int("events", len(batch)), slog.Any("err", err))
+		}
+		batch = batch[:0]
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for { // keep what is already queued
+				select {
+				case q := <-s.queue:
+					batch = s.add(batch, q)
+					if len(batch) == appendBatch {
+						flush()
+					}
+				default:
+					flush()
+					return
+				}
+			}
+		case q := <-s.queue:
+			if len(batch) == 0 {
+				timer.Reset(appendLinger)
+			}
+			batch = s.add(batch, q)
+			if len(batch) == appendBatch {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+func (s *sensing) add(batch [][]byte, q queued) [][]byte {
+	rec, err := json.Marshal(spooled{Time: q.at, Kind: q.kind, Data: q.data})
+	if err != nil {
+		s.dropped.Add(1)
+		return batch
+	}
+	return append(batch, rec)
+}
+
+// lossLoop sends a sensor.loss event whenever loss grew.
+func (s *sensing) lossLoop(ctx context.Context) {
+	t := time.NewTicker(lossReportGap)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.reportLoss()
+			return
+		case <-t.C:
+			s.reportLoss()
+		}
+	}
+}
+
+func (s *sensing) reportLoss() {
+	kernel, user := s.sensor.Loss()
+	user += s.dropped.Load()
+	s.mu.Lock()
+	dk, du := kernel-s.reported.kernel, user-s.reported.user
+	s.reported.kernel, s.reported.user = kernel, user
+	s.mu.Unlock()
+	if dk == 0 && du == 0 {
+		return
+	}
+	s.logger.Warn("sensor lost events", slog.Uint64("kernel", dk), slog.Uint64("user", du))
+	data, _ := json.Marshal(event.Loss{Kernel: dk, User: du})
+	if err := s.d.Emit(event.KindSensorLoss, time.Now(), data); err != nil {
+		s.logger.Error("report sensor loss", slog.Any("err", err))
+	}
+}
