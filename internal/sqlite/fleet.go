@@ -254,20 +254,59 @@ func eventWhere(f event.Filter) (string, []any) {
 		where []string
 		args  []any
 	)
+	add := func(term string, a ...any) { where, args = append(where, term), append(args, a...) }
 	if f.DefenderID != "" {
-		where, args = append(where, "defender_id = ?"), append(args, f.DefenderID)
+		add("defender_id = ?", f.DefenderID)
 		if f.AfterSeq > 0 {
-			where, args = append(where, "seq > ?"), append(args, toCount(f.AfterSeq))
+			add("seq > ?", toCount(f.AfterSeq))
 		}
 	}
 	if f.Kind != "" {
-		where, args = append(where, "kind = ?"), append(args, f.Kind)
+		add("kind = ?", f.Kind)
+	}
+	if len(f.Kinds) > 0 {
+		var or []string
+		for _, k := range f.Kinds {
+			if hi, ok := prefixEnd(k); ok && strings.HasSuffix(k, ".") {
+				or, args = append(or, "(kind >= ? AND kind < ?)"), append(args, k, hi)
+			} else {
+				or, args = append(or, "kind = ?"), append(args, k)
+			}
+		}
+		where = append(where, "("+strings.Join(or, " OR ")+")")
 	}
 	if !f.Since.IsZero() {
-		where, args = append(where, "time >= ?"), append(args, f.Since.UnixNano())
+		add("time >= ?", f.Since.UnixNano())
 	}
 	if !f.Until.IsZero() {
-		where, args = append(where, "time < ?"), append(args, f.Until.UnixNano())
+		add("time < ?", f.Until.UnixNano())
+	}
+	if f.OrderByTime && f.After != nil {
+		// The first term lets the planner seek the time index; the row value
+		// breaks ties between events of the same nanosecond.
+		ns := toNanos(f.After.Time)
+		add("time >= ?", ns)
+		add("(time, defender_id, seq) > (?, ?, ?)", ns, f.After.DefenderID, toCount(f.After.Seq))
+	}
+	if f.HostOnly {
+		add("container_id IS NULL") // as written in the events_host_time index
+	}
+	if f.InContainer {
+		add("container_id IS NOT NULL")
+	}
+	if f.ContainerID != "" {
+		if hi, ok := prefixEnd(f.ContainerID); ok {
+			add("container_id >= ? AND container_id < ?", f.ContainerID, hi)
+		} else {
+			add("substr(container_id, 1, ?) = ?", len(f.ContainerID), f.ContainerID)
+		}
+	}
+	// Last: these parse the JSON of each row the terms above let through.
+	if f.Image != "" {
+		add("CASE WHEN json_valid(data) THEN json_extract(data, '$.container.image') END = ?", f.Image)
+	}
+	if f.Host != "" {
+		add("CASE WHEN json_valid(data) THEN json_extract(data, '$.host') END = ?", f.Host)
 	}
 	if len(where) == 0 {
 		return "", nil
@@ -275,6 +314,21 @@ func eventWhere(f event.Filter) (string, []any) {
 	return " WHERE " + strings.Join(where, " AND "), args
 }
 
+// prefixEnd returns the least string above every string that starts with p,
+// for a range that an index can seek; false when there is none (p is all
+// 0xff bytes).
+func prefixEnd(p string) (string, bool) {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
+}
+
+// Events returns the events f selects; see DB.Events.
 func (x queries) Events(ctx context.Context, f event.Filter) ([]event.Event, error) {
 	where, args := eventWhere(f)
 	limit := f.Limit
@@ -283,8 +337,11 @@ func (x queries) Events(ctx context.Context, f event.Filter) ([]event.Event, err
 	}
 	limit = min(limit, maxEventLimit)
 	args = append(args, limit)
-	rows, err := x.q.QueryContext(ctx, `SELECT defender_id, seq, time, kind, data FROM events`+where+
-		` ORDER BY defender_id, seq LIMIT ?`, args...)
+	order := " ORDER BY defender_id, seq"
+	if f.OrderByTime {
+		order = " ORDER BY time, defender_id, seq"
+	}
+	rows, err := x.q.QueryContext(ctx, `SELECT defender_id, seq, time, kind, data FROM events`+where+order+` LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
@@ -338,8 +395,9 @@ func (db *DB) RevokedSerials(ctx context.Context) ([]string, error) {
 	return queries{q: db.read}.RevokedSerials(ctx)
 }
 
-// Events returns the events f selects, ordered by Defender and seq; at most
-// f.Limit, 1000 by default and never more than 100000.
+// Events returns the events f selects, ordered by Defender and seq, or with
+// f.OrderByTime by time; at most f.Limit, 1000 by default and never more
+// than 100000.
 func (db *DB) Events(ctx context.Context, f event.Filter) ([]event.Event, error) {
 	return queries{q: db.read}.Events(ctx, f)
 }

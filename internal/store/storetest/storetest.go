@@ -42,6 +42,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AppendEvents", testAppendEvents},
 		{"EventFilters", testEventFilters},
 		{"EventLimits", testEventLimits},
+		{"RuntimeEventFilters", testRuntimeEventFilters},
+		{"EventCursor", testEventCursor},
 		{"Policies", testPolicies},
 		{"FleetRollsBack", testFleetRollsBack},
 	}
