@@ -106,7 +106,7 @@ type procStat struct {
 	comm       string
 	ppid       uint32
 	flags      uint64
-	startTicks uint64
+	startTicks int64
 }
 
 // parseStat parses /proc/<pid>/stat. comm may hold spaces and parentheses:
@@ -125,7 +125,7 @@ func parseStat(b []byte) (procStat, bool) {
 	}
 	ppid, err1 := strconv.ParseUint(f[1], 10, 32)
 	flags, err2 := strconv.ParseUint(f[6], 10, 64)
-	start, err3 := strconv.ParseUint(f[19], 10, 64)
+	start, err3 := strconv.ParseInt(f[19], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil {
 		return st, false
 	}

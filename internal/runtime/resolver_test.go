@@ -3,8 +3,8 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -124,7 +124,7 @@ func writeJSON(t testing.TB, path string, v any) {
 	}
 }
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newResolver(t testing.TB, cfg Config) *Resolver {
 	t.Helper()
@@ -572,7 +572,7 @@ func TestFindCgroup2(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, err := FindCgroup2(proc)
-			if got != tc.want || err != tc.wantErr {
+			if got != tc.want || !errors.Is(err, tc.wantErr) {
 				t.Errorf("FindCgroup2() = %q, %v; want %q, %v", got, err, tc.want, tc.wantErr)
 			}
 		})
@@ -686,5 +686,18 @@ func TestLearn(t *testing.T) {
 	}
 	if w := r.Stats().Walks; w != 1 {
 		t.Errorf("Walks = %d, want 1: a learned cgroup needs no walk", w)
+	}
+}
+
+func BenchmarkContainerCached(b *testing.B) {
+	h := newHost(b)
+	r := newResolver(b, h.config())
+	id := h.mkCgroup(b, "/docker/"+hexID('a'))
+	if _, ok := r.Container(id); !ok {
+		b.Fatal("Container(docker) ok = false")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Container(id)
 	}
 }

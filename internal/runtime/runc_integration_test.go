@@ -1,16 +1,15 @@
 package runtime_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,7 +45,7 @@ func TestRunc(t *testing.T) {
 		"io.bulwark.image":            "registry.local/web:1.2",
 	})
 
-	r, err := runtime.New(runtime.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r, err := runtime.New(runtime.Config{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New(default config): %v", err)
 	}
@@ -100,7 +99,7 @@ func TestRunc(t *testing.T) {
 			if p.Container == nil || *p.Container != want {
 				t.Errorf("ScanProcs() container of init %d = %+v, want %+v", pid, p.Container, want)
 			}
-			if p.Process.CgroupID != cgroupID || p.Process.Comm != "sleep" || !slicesEqual(p.Process.Argv, []string{"sleep", "30"}) {
+			if p.Process.CgroupID != cgroupID || p.Process.Comm != "sleep" || !slices.Equal(p.Process.Argv, []string{"sleep", "30"}) {
 				t.Errorf("ScanProcs() init = %+v; want comm sleep, argv [sleep 30], cgroup %d", p.Process, cgroupID)
 			}
 		case uint32(os.Getpid()):
@@ -185,7 +184,6 @@ func runcCmd(t testing.TB, runc, dir string, args ...string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, runc, args...)
 	cmd.Dir = dir
-	var stderr bytes.Buffer
 	logFile, err := os.CreateTemp(t.TempDir(), "runc-*.log")
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +192,7 @@ func runcCmd(t testing.TB, runc, dir string, args ...string) {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Run(); err != nil {
 		out, _ := os.ReadFile(logFile.Name())
-		t.Fatalf("runc %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+		t.Fatalf("runc %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
@@ -204,9 +202,8 @@ func stopContainer(t testing.TB, runc, id string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, runc, "state", id).CombinedOutput(); err != nil {
-		_ = out // already deleted
-		return
+	if err := exec.CommandContext(ctx, runc, "state", id).Run(); err != nil {
+		return // not there (any more)
 	}
 	_ = exec.CommandContext(ctx, runc, "kill", id, "KILL").Run() // may have exited already
 	if out, err := exec.CommandContext(ctx, runc, "delete", "-f", id).CombinedOutput(); err != nil {
@@ -233,5 +230,3 @@ func cgroupOf(t testing.TB, r *runtime.Resolver, pid string) uint64 {
 	t.Fatalf("/proc/%s/cgroup has no cgroup2 line:\n%s", pid, b)
 	return 0
 }
-
-func slicesEqual(a, b []string) bool { return cmp.Equal(a, b) }
