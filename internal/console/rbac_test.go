@@ -63,6 +63,8 @@ func TestRBACMatrix(t *testing.T) {
 		{"POST", "/api/v1/access-keys", func(string) string { return `{"name":"matrix"}` }, all, "", 200},
 		{"DELETE", "/api/v1/access-keys/{id}", noBody, all, "", 404},
 		{"GET", "/api/v1/audits/mgmt", noBody, []string{"admin", "auditor"}, "", 200},
+		{"GET", "/api/v1/audits/runtime/container", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/audits/runtime/host", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"POST", "/api/v1/defenders/bundle", func(r string) string { return `{"id":"rbac-` + r + `"}` }, []string{"admin", "operator", "defender-manager"}, "", 200},
 		{"GET", "/api/v1/defenders", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"GET", "/api/v1/defenders/summary", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},

@@ -103,6 +103,8 @@ func (s *Server) routeTable() []route {
 		{"POST", "/api/v1/access-keys", auth.PermSelf, s.createAccessKey},
 		{"DELETE", "/api/v1/access-keys/{id}", auth.PermSelf, s.deleteAccessKey},
 		{"GET", "/api/v1/audits/mgmt", auth.PermReadAudit, s.listAudits},
+		{"GET", "/api/v1/audits/runtime/container", auth.PermRead, s.listContainerAudits},
+		{"GET", "/api/v1/audits/runtime/host", auth.PermRead, s.listHostAudits},
 		{"POST", "/api/v1/defenders/bundle", auth.PermManageDefenders, s.createBundle},
 		{"GET", "/api/v1/defenders", auth.PermRead, s.listDefenders},
 		{"GET", "/api/v1/defenders/summary", auth.PermRead, s.defendersSummary},
