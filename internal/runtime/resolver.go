@@ -29,6 +29,13 @@ import (
 // container's cgroup (and runs runc init in it) before it writes state.json.
 const settleTime = 5 * time.Second
 
+// pendingRecheck is how often a cgroup that has no runtime record yet, in
+// its first settleTime, is looked at again. It is much shorter than
+// RescanInterval because a container's first events (its entrypoint, the
+// first `runc exec`) come within milliseconds of its state being written,
+// and a re-check costs only a few stat calls.
+const pendingRecheck = 10 * time.Millisecond
+
 // Config says where the host's cgroup, process and runtime files are.
 type Config struct {
 	// CgroupRoot is the cgroup2 mount; empty: found in ProcRoot/self/mountinfo.
@@ -184,7 +191,7 @@ func (r *Resolver) Lookup(cgroupID uint64) (Info, bool) {
 	defer r.mu.Unlock()
 	now := r.cfg.Now()
 	if e := r.entries[cgroupID]; e != nil {
-		if !e.complete && now.Sub(e.checked) >= r.cfg.RescanInterval && now.Sub(e.first) < settleTime {
+		if !e.complete && now.Sub(e.checked) >= min(pendingRecheck, r.cfg.RescanInterval) && now.Sub(e.first) < settleTime {
 			r.resolve(e, now)
 		}
 		return e.info, e.ok

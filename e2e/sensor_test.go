@@ -1,0 +1,315 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"bulwark/internal/event"
+	"bulwark/internal/sqlite"
+)
+
+// needPrivileges skips, with the reason, where the kernel tests cannot run.
+func needPrivileges(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the sensor loads eBPF programs and the test runs runc")
+	}
+	for _, need := range []string{"/sys/kernel/btf/vmlinux", "/usr/sbin/runc", "/bin/busybox"} {
+		if _, err := os.Stat(need); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh installs it): %v", need, err)
+		}
+	}
+}
+
+// container is a busybox runc container this test started.
+type container struct {
+	id, bundle string
+}
+
+// runContainer starts `sleep 60` in a detached busybox container with
+// Kubernetes-style annotations.
+func runContainer(t *testing.T, annotations map[string]string) *container {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	c := &container{id: "bwe2e-" + hex.EncodeToString(b), bundle: t.TempDir()}
+	rootfs := filepath.Join(c.bundle, "rootfs")
+	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sh", "sleep", "echo", "cat", "true", "nc", "ls"} {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("runc", "spec", "--bundle", c.bundle).CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v\n%s", err, out)
+	}
+	cfgPath := filepath.Join(c.bundle, "config.json")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"sleep", "60"}
+	spec["annotations"] = annotations
+	spec["root"].(map[string]any)["readonly"] = false
+	raw, _ = json.Marshal(spec)
+	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A detached container keeps runc's stdio: give it a file, not a pipe,
+	// or waiting for runc waits for the container.
+	logPath := filepath.Join(c.bundle, "container.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("runc", "run", "--detach", "--bundle", c.bundle, c.id)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	err = cmd.Run()
+	logf.Close()
+	if err != nil {
+		out, _ := os.ReadFile(logPath)
+		t.Fatalf("runc run: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("runc", "kill", c.id, "KILL").Run()
+		time.Sleep(50 * time.Millisecond)
+		_ = exec.Command("runc", "delete", "-f", c.id).Run()
+	})
+	return c
+}
+
+// exec runs a command inside the container and returns its output.
+func (c *container) exec(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("runc", append([]string{"exec", c.id}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("runc exec %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// storedEvents reads a stopped Console's events.
+func storedEvents(t *testing.T, dataDir string) []event.Event {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "bulwark.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	evs, err := db.Events(ctx, event.Filter{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+type found struct {
+	kind string
+	rt   event.Runtime
+}
+
+func runtimeEvents(t *testing.T, evs []event.Event) []found {
+	t.Helper()
+	var out []found
+	for _, e := range evs {
+		if e.Kind == "synthetic" || e.Kind == event.KindSensorLoss {
+			continue
+		}
+		var rt event.Runtime
+		if err := json.Unmarshal(e.Data, &rt); err != nil {
+			t.Fatalf("event %s/%d: %v", e.Kind, e.Seq, err)
+		}
+		out = append(out, found{e.Kind, rt})
+	}
+	return out
+}
+
+func first(evs []found, ok func(found) bool) (found, bool) {
+	for _, e := range evs {
+		if ok(e) {
+			return e, true
+		}
+	}
+	return found{}, false
+}
+
+func startSensingDefender(t *testing.T, c *consoleProc, id string, args ...string) (*proc, string) {
+	t.Helper()
+	b := c.bundle(t, id)
+	state := t.TempDir()
+	p := start(t, nil, "bulwark-defender", append([]string{"--bundle", b, "--state-dir", state}, args...)...)
+	waitFor(t, "the defender to connect", 30*time.Second, func() bool { return c.defender(t, id).Connected })
+	return p, state
+}
+
+// TestContainerEventsReachTheConsole: an exec, a write to /etc and a connect
+// inside a real runc container arrive with the container's identity; a host
+// exec arrives without one.
+func TestContainerEventsReachTheConsole(t *testing.T) {
+	needPrivileges(t)
+	dataDir := t.TempDir()
+	c := startConsole(t, dataDir, freePort(t), freePort(t))
+	startSensingDefender(t, c, "sensing")
+
+	ctr := runContainer(t, map[string]string{
+		"io.kubernetes.pod.name": "web-0", "io.kubernetes.pod.namespace": "prod", "io.bulwark.image": "registry.local/web:1.2",
+	})
+	ctr.exec(t, "/bin/sh", "-c", "echo owned > /etc/x")
+	out := ctr.exec(t, "/bin/sh", "-c", "nc -l -p 9000 > /tmp/got & sleep 0.3; echo hello | nc 127.0.0.1 9000; sleep 0.2; cat /tmp/got")
+	if !strings.Contains(out, "hello") {
+		t.Fatalf("the connection inside the container did not work: %q", out)
+	}
+	marker := fmt.Sprintf("e2e-host-marker-%d", os.Getpid())
+	if err := exec.Command("/bin/busybox", "true", marker).Run(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // spool batching and the channel
+	waitFor(t, "the spool to drain", 20*time.Second, func() bool {
+		return c.defender(t, "sensing").StoredSeq > 0 && c.defender(t, "sensing").StoredSeq == c.defender(t, "sensing").StoredSeq
+	})
+	time.Sleep(time.Second)
+	c.kill(syscall.SIGTERM)
+	evs := runtimeEvents(t, storedEvents(t, dataDir))
+
+	inCtr := func(e found) bool { return e.rt.Container != nil && e.rt.Container.ID == ctr.id }
+	exe, ok := first(evs, func(e found) bool {
+		return e.kind == event.KindProcessExec && inCtr(e) && slices.Equal(e.rt.Process.Argv, []string{"/bin/sh", "-c", "echo owned > /etc/x"})
+	})
+	if !ok {
+		for _, e := range evs {
+			if inCtr(e) || e.rt.Process.Comm == "sh" || e.rt.Process.Comm == "runc:[2:INIT]" {
+				b, _ := json.Marshal(e.rt)
+				t.Logf("%s %s", e.kind, b)
+			}
+		}
+		t.Fatalf("no process.exec of the container's sh in %d events", len(evs))
+	}
+	if c := exe.rt.Container; c.Image != "registry.local/web:1.2" || c.Pod != "web-0" || c.Namespace != "prod" {
+		t.Errorf("container of the exec = %+v, want image registry.local/web:1.2, pod web-0, namespace prod", c)
+	}
+	if exe.rt.Process.PPID == 0 {
+		t.Errorf("the exec has no parent: %+v", exe.rt.Process)
+	}
+	if _, ok := first(evs, func(e found) bool {
+		return (e.kind == event.KindFileWrite || e.kind == event.KindFileCreate) && inCtr(e) && e.rt.File != nil && e.rt.File.Path == "/etc/x"
+	}); !ok {
+		t.Error("no file write of /etc/x from the container")
+	}
+	conn, ok := first(evs, func(e found) bool {
+		return e.kind == event.KindNetConnect && inCtr(e) && e.rt.Net != nil && e.rt.Net.DstPort == 9000
+	})
+	if !ok {
+		t.Error("no network.connect to port 9000 from the container")
+	} else if conn.rt.Net.DstAddr != "127.0.0.1" || conn.rt.Net.Protocol != "tcp" {
+		t.Errorf("connect = %+v, want tcp to 127.0.0.1:9000", conn.rt.Net)
+	}
+	host, ok := first(evs, func(e found) bool {
+		return e.kind == event.KindProcessExec && slices.Contains(e.rt.Process.Argv, marker)
+	})
+	if !ok {
+		t.Error("no process.exec of the host command")
+	} else if host.rt.Container != nil {
+		t.Errorf("the host exec was given a container: %+v", host.rt.Container)
+	}
+}
+
+// TestContainerStartedBeforeTheDefender is recognised: by the /proc scan at
+// start and for what it does afterwards.
+func TestContainerStartedBeforeTheDefender(t *testing.T) {
+	needPrivileges(t)
+	ctr := runContainer(t, map[string]string{"io.bulwark.image": "registry.local/early:1"})
+	dataDir := t.TempDir()
+	c := startConsole(t, dataDir, freePort(t), freePort(t))
+	startSensingDefender(t, c, "late")
+	ctr.exec(t, "/bin/sh", "-c", "echo late > /etc/late")
+	time.Sleep(3 * time.Second)
+	c.kill(syscall.SIGTERM)
+	evs := runtimeEvents(t, storedEvents(t, dataDir))
+	inCtr := func(e found) bool { return e.rt.Container != nil && e.rt.Container.ID == ctr.id }
+	if _, ok := first(evs, func(e found) bool {
+		return e.kind == event.KindProcessExec && e.rt.Existing && inCtr(e) && slices.Equal(e.rt.Process.Argv, []string{"sleep", "60"})
+	}); !ok {
+		t.Error("the container's sleep, running before the Defender, was not reported from /proc")
+	}
+	w, ok := first(evs, func(e found) bool { return e.kind != event.KindProcessExec && inCtr(e) && e.rt.File != nil && e.rt.File.Path == "/etc/late" })
+	if !ok {
+		t.Error("the write in the earlier container was not tied to it")
+	} else if w.rt.Container.Image != "registry.local/early:1" {
+		t.Errorf("image = %q, want registry.local/early:1", w.rt.Container.Image)
+	}
+}
+
+// TestLeastPrivilege: the Defender with exactly NET_ADMIN, SYS_ADMIN,
+// SYS_PTRACE, AUDIT_CONTROL, MKNOD and SETFCAP, not privileged, loads every
+// probe this kernel has.
+func TestLeastPrivilege(t *testing.T) {
+	needPrivileges(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux)")
+	}
+	c := startConsole(t, t.TempDir(), freePort(t), freePort(t))
+	b := c.bundle(t, "narrow")
+	state := t.TempDir()
+	const caps = "-all,+net_admin,+sys_admin,+sys_ptrace,+audit_control,+mknod,+setfcap"
+	cmd := exec.Command("setpriv", "--inh-caps="+caps, "--ambient-caps="+caps, "--bounding-set="+caps, "--",
+		filepath.Join(bin, "bulwark-defender"), "--bundle", b, "--state-dir", state)
+	p := startCmd(t, cmd, nil)
+	waitFor(t, "the narrowed defender to connect", 30*time.Second, func() bool { return c.defender(t, "narrow").Connected })
+	// The process really runs with those capabilities only.
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var capEff string
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			capEff = strings.TrimSpace(v)
+		}
+	}
+	// net_admin 12, sys_admin 21, sys_ptrace 19, audit_control 30, mknod 27, setfcap 31
+	const want = uint64(1<<12 | 1<<21 | 1<<19 | 1<<30 | 1<<27 | 1<<31)
+	if capEff != fmt.Sprintf("%016x", want) {
+		t.Fatalf("CapEff = %s, want %016x", capEff, want)
+	}
+	s := status(t, state)
+	if s.Sensor == nil || len(s.Sensor.Probes) == 0 {
+		t.Fatalf("no sensor in the narrowed defender's status: %+v (sensor error %q)", s, s.SensorError)
+	}
+	for _, pr := range s.Sensor.Probes {
+		if !pr.Active && !strings.Contains(pr.Error, "not on this kernel") {
+			t.Errorf("probe %s (%s) inactive with only the six capabilities: %s", pr.Name, pr.Kind, pr.Error)
+		}
+	}
+}
