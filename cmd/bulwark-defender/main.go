@@ -69,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Env("watch-paths", "BULWARK_WATCH_PATHS")
 	fs.IntVar(&cfg.RingBufferBytes, "sensor-ring-buffer-bytes", 0, "size of the sensor's kernel ring buffer, a power of two (default 8 MiB)")
 	fs.Env("sensor-ring-buffer-bytes", "BULWARK_SENSOR_RING_BUFFER_BYTES")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (default: off)")
+	fs.Env("metrics-addr", "BULWARK_METRICS_ADDR")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Env("log-level", "BULWARK_LOG_LEVEL")
 	fs.Uint64Var(&cfg.SyntheticEvents, "test-synthetic-events", 0, "TESTING ONLY: produce this many numbered events in total")

@@ -387,3 +387,31 @@ func TestPolicyPushAndEvents(t *testing.T) {
 		t.Errorf("summary = %s, want one connected", r.body)
 	}
 }
+
+func TestDefenderMetrics(t *testing.T) {
+	c := consoletest.Start(t)
+	d, _ := startDefender(t, bundle(t, c, "measured"), func(cfg *defender.Config) {
+		cfg.MetricsAddr = "127.0.0.1:0"
+		cfg.SyntheticEvents = 10
+	})
+	waitFor(t, "the defender to connect", 10*time.Second, func() bool { return defenders(t, c)["measured"].Connected })
+	waitFor(t, "the metrics endpoint", 5*time.Second, func() bool { return d.MetricsAddr() != "" })
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+d.MetricsAddr()+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`bulwark_defender_connected{defender="measured"} 1`,
+		`bulwark_defender_spool_depth_events{defender="measured"}`,
+		`bulwark_defender_spool_dropped_events_total{defender="measured"} 0`,
+		`bulwark_defender_policy_revision{defender="measured"} 0`,
+		"process_resident_memory_bytes",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -46,6 +47,8 @@ type Config struct {
 	WatchPaths []string
 	// RingBufferBytes sizes the sensor's kernel ring buffer (0: 8 MiB).
 	RingBufferBytes int
+	// MetricsAddr serves Prometheus metrics at /metrics; empty: off.
+	MetricsAddr string
 
 	// SyntheticEvents, a test option, makes the Defender produce this many
 	// numbered events in total (across restarts) at SyntheticRate per second
@@ -91,15 +94,16 @@ func (c Config) Validate() error {
 
 // Defender is a running Defender.
 type Defender struct {
-	cfg       Config
-	version   string
-	logger    *slog.Logger
-	bundle    *Bundle
-	spool     *spool.Spool
-	ident     identity
-	client    *channel.Client
-	sensing   *sensing // nil: no sensor
-	sensorErr string
+	cfg         Config
+	version     string
+	logger      *slog.Logger
+	bundle      *Bundle
+	spool       *spool.Spool
+	ident       identity
+	client      *channel.Client
+	sensing     *sensing // nil: no sensor
+	sensorErr   string
+	metricsAddr atomic.Value // string, once serving
 
 	mu           sync.Mutex
 	policy       bulwarkv1.Policy
@@ -335,6 +339,9 @@ func (d *Defender) Run(ctx context.Context) error {
 	g.Go(func() error { return d.client.Run(ctx) })
 	if d.sensing != nil {
 		g.Go(func() error { return d.sensing.run(ctx) })
+	}
+	if d.cfg.MetricsAddr != "" {
+		g.Go(func() error { return d.serveMetrics(ctx, d.cfg.MetricsAddr) })
 	}
 	if d.cfg.SyntheticEvents > 0 {
 		g.Go(func() error { return d.synthesize(ctx) })
