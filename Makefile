@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BINARIES := bulwark-console bulwark-defender bulwarkctl
 FUZZTIME ?= 10s
 
-.PHONY: all setup build demo test check-tidy check-fmt vet lint unit e2e fuzz-smoke generate bench clean
+.PHONY: all setup build demo test check-tidy check-fmt check-generate vet lint unit e2e fuzz-smoke generate bench clean
 
 all: build
 
@@ -23,7 +23,7 @@ build:
 demo: setup build
 	@scripts/demo.sh
 
-test: setup check-tidy check-fmt vet lint unit e2e fuzz-smoke
+test: setup check-tidy check-fmt check-generate vet lint unit e2e fuzz-smoke
 	@echo "make test: all checks passed"
 
 check-tidy:
@@ -31,6 +31,12 @@ check-tidy:
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# Generated code (the BPF objects from bpf/ by bpf2go with Debian's clang) is
+# committed; regenerating it must change nothing.
+check-generate:
+	@$(GO) generate ./...
+	@git diff --exit-code --stat -- bpf internal || { echo "go generate changed committed files: run 'make generate' and commit"; exit 1; }
 
 vet:
 	$(GO) vet ./...
