@@ -364,7 +364,7 @@ static __always_inline int sock_endpoints(struct net_rec *r, struct sock *sk)
 	if (family != AF_INET && family != AF_INET6)
 		return -1;
 	r->family = family;
-	r->proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+	r->proto = BPF_CORE_READ(sk, sk_protocol);
 	r->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	r->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (family == AF_INET) {

@@ -114,6 +114,7 @@ const (
 	ipprotoUDP      = 17
 	ipprotoICMP     = 1
 	ipprotoIPv6ICMP = 58
+	ipprotoMPTCP    = 262
 )
 
 var errShort = errors.New("short record")
@@ -388,7 +389,8 @@ func addr(family uint16, b []byte) string {
 
 func protoName(p uint16) string {
 	switch p {
-	case ipprotoTCP:
+	case ipprotoTCP, ipprotoMPTCP:
+		// MPTCP is TCP on the wire (and Go listens with it by default).
 		return "tcp"
 	case ipprotoUDP:
 		return "udp"

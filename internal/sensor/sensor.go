@@ -304,15 +304,18 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 	if s.pc != nil {
 		return s.pc.run(ctx, s, out)
 	}
-	s.rd.SetDeadline(time.Time{})
-	stop := context.AfterFunc(ctx, func() { s.rd.SetDeadline(time.Now()) })
+	// Flush wakes a blocked ReadInto (SetDeadline would wait for its lock).
+	stop := context.AfterFunc(ctx, func() { _ = s.rd.Flush() })
 	defer stop()
 	var rec ringbuf.Record
 	var r record
 	for {
 		if err := s.rd.ReadInto(&rec); err != nil {
-			if ctx.Err() != nil || errors.Is(err, ringbuf.ErrClosed) {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
 				return nil
+			}
+			if errors.Is(err, ringbuf.ErrFlushed) {
+				continue
 			}
 			return fmt.Errorf("sensor: read ring buffer: %w", err)
 		}
