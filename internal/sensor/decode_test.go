@@ -1,0 +1,178 @@
+package sensor
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"bulwark/internal/event"
+)
+
+// rec builds a record as the kernel writes it.
+func rec(size int, kind, op, flags uint32) []byte {
+	b := make([]byte, size)
+	le.PutUint64(b[0:], 1_000_000_000)
+	le.PutUint64(b[8:], 4242)
+	le.PutUint32(b[16:], kind)
+	le.PutUint32(b[20:], op)
+	le.PutUint32(b[24:], 100) // pid
+	le.PutUint32(b[28:], 101) // tid
+	le.PutUint32(b[32:], 1)   // ppid
+	le.PutUint32(b[36:], 1000)
+	le.PutUint32(b[40:], 1001)
+	le.PutUint32(b[44:], flags)
+	copy(b[48:], "bash")
+	return b
+}
+
+func execRecord() []byte {
+	b := rec(execSize, kExec, opNone, 0)
+	le.PutUint64(b[64:], 500_000_000)
+	copy(b[80:], "/usr/bin/curl\x00")
+	argv := "curl\x00-sS\x00https://example.com/\x00"
+	le.PutUint32(b[72:], uint32(len(argv)))
+	copy(b[336:], argv)
+	return b
+}
+
+func TestDecode(t *testing.T) {
+	proc := event.Process{PID: 100, TID: 101, PPID: 1, UID: 1000, GID: 1001, Comm: "bash", CgroupID: 4242}
+	file := func(op, flags, mode uint32, path, path2 string) []byte {
+		b := rec(fileSize, kFile, op, 0)
+		le.PutUint32(b[72:], flags)
+		le.PutUint32(b[76:], mode)
+		copy(b[84:], path)
+		copy(b[344:], path2)
+		return b
+	}
+	netRec := func(kind, op uint32, fam, proto, sport, dport uint16, saddr, daddr []byte, result int64) []byte {
+		b := rec(netSize, kind, op, 0)
+		le.PutUint16(b[64:], fam)
+		le.PutUint16(b[66:], proto)
+		le.PutUint16(b[68:], sport)
+		le.PutUint16(b[70:], dport)
+		copy(b[72:], saddr)
+		copy(b[88:], daddr)
+		le.PutUint64(b[104:], uint64(result))
+		return b
+	}
+	gen := func(kind, op uint32, a ...int64) []byte {
+		b := rec(genSize, kind, op, 0)
+		for i, v := range a {
+			le.PutUint64(b[64+8*i:], uint64(v))
+		}
+		return b
+	}
+	exit := rec(exitSize, kExit, opNone, 0)
+	le.PutUint32(exit[64:], 3<<8)
+	killed := rec(exitSize, kExit, opNone, 0)
+	le.PutUint32(killed[64:], 9)
+	lo := []byte{127, 0, 0, 1}
+	with := func(f func(*event.Runtime)) event.Runtime {
+		rt := event.Runtime{Process: proc}
+		f(&rt)
+		return rt
+	}
+	for _, tc := range []struct {
+		name     string
+		in       []byte
+		wantKind string
+		want     event.Runtime
+		wantFile event.File
+		wantNet  event.Net
+	}{
+		{"exec", execRecord(), event.KindProcessExec, with(func(rt *event.Runtime) {
+			rt.Process.Exe = "/usr/bin/curl"
+			rt.Process.Argv = []string{"curl", "-sS", "https://example.com/"}
+		}), event.File{}, event.Net{}},
+		{"exit code", exit, event.KindProcessExit, with(func(rt *event.Runtime) { rt.Exit = &event.Exit{Code: 3} }), event.File{}, event.Net{}},
+		{"killed", killed, event.KindProcessExit, with(func(rt *event.Runtime) { rt.Exit = &event.Exit{Signal: 9} }), event.File{}, event.Net{}},
+		{"create", file(opOpenat, 0o101, 0o644, "/etc/x", ""), event.KindFileCreate,
+			with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/x", Flags: 0o101, Mode: 0o644}, event.Net{}},
+		{"write", file(opOpenat, 0o2, 0o644, "/etc/x", ""), event.KindFileWrite,
+			with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/x", Flags: 2}, event.Net{}},
+		{"rename", file(opRenameat2, 0, 0, "/etc/a", "/etc/b"), event.KindFileRename,
+			with(func(rt *event.Runtime) { rt.Syscall = "renameat2" }), event.File{Path: "/etc/a", NewPath: "/etc/b"}, event.Net{}},
+		{"connect", netRec(kConnect, opConnect, afInet, ipprotoTCP, 40000, 443, lo, []byte{10, 0, 0, 1}, -115), event.KindNetConnect,
+			with(func(rt *event.Runtime) { rt.Syscall = "connect"; rt.Result = -115 }), event.File{},
+			event.Net{Protocol: "tcp", Family: "inet", SrcAddr: "127.0.0.1", SrcPort: 40000, DstAddr: "10.0.0.1", DstPort: 443}},
+		{"accept", netRec(kAccept, opAccept4, afInet, ipprotoTCP, 80, 50000, lo, lo, 5), event.KindNetAccept,
+			with(func(rt *event.Runtime) { rt.Syscall = "accept4"; rt.Result = 5 }), event.File{},
+			event.Net{Protocol: "tcp", Family: "inet", SrcAddr: "127.0.0.1", SrcPort: 50000, DstAddr: "127.0.0.1", DstPort: 80}},
+		{"setresuid", gen(kSetuid, opSetresuid, 0xffffffff, 0, 0xffffffff), event.KindSetuid,
+			with(func(rt *event.Runtime) {
+				rt.Syscall = "setresuid"
+				rt.Setuid = &event.Setuid{Call: "setresuid", UID: 0}
+			}), event.File{}, event.Net{}},
+		{"setregid", gen(kSetuid, opSetregid, 5, 0xffffffff), event.KindSetuid,
+			with(func(rt *event.Runtime) { rt.Syscall = "setregid"; rt.Setuid = &event.Setuid{Call: "setregid", GID: 5} }), event.File{}, event.Net{}},
+		{"unshare", gen(kUnshare, opUnshare, 0x10000000), event.KindUnshare,
+			with(func(rt *event.Runtime) { rt.Syscall = "unshare"; rt.Ns = &event.Ns{Flags: 0x10000000} }), event.File{}, event.Net{}},
+		{"ptrace", gen(kPtrace, opPtrace, 16, 77), event.KindPtrace,
+			with(func(rt *event.Runtime) { rt.Syscall = "ptrace"; rt.Ptrace = &event.Ptrace{Request: 16, TargetPID: 77} }), event.File{}, event.Net{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDecoder(0)
+			var r record
+			if err := d.decode(tc.in, &r); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if r.kind != tc.wantKind {
+				t.Errorf("kind = %q, want %q", r.kind, tc.wantKind)
+			}
+			tc.want.Process.StartTime = r.rt.Process.StartTime
+			if diff := cmp.Diff(tc.want, r.rt); diff != "" {
+				t.Errorf("runtime (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantFile, r.file); diff != "" {
+				t.Errorf("file (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantNet, r.net); diff != "" {
+				t.Errorf("net (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	d := newDecoder(0)
+	var r record
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"empty", nil},
+		{"short header", make([]byte, hdrSize-1)},
+		{"short exec", rec(execSize-1, kExec, 0, 0)},
+		{"short file", rec(fileSize-1, kFile, opOpenat, 0)},
+		{"unknown kind", rec(genSize, 99, 0, 0)},
+		{"file with a non-file op", rec(fileSize, kFile, opConnect, 0)},
+	} {
+		if err := d.decode(tc.in, &r); err == nil {
+			t.Errorf("decode(%s) = nil, want an error", tc.name)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(execRecord())
+	f.Add(rec(fileSize, kFile, opRename, fPathRel))
+	f.Add(rec(netSize, kConnect, opConnect, 0))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r record
+		_ = newDecoder(0).decode(b, &r)
+	})
+}
+
+func BenchmarkDecodeExec(b *testing.B) {
+	d := newDecoder(0)
+	in := execRecord()
+	var r record
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		if err := d.decode(in, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
