@@ -131,7 +131,7 @@ func newDecoder(bootNs int64) *decoder {
 }
 
 func (d *decoder) wall(ktime uint64) time.Time {
-	return time.Unix(0, d.bootNs+int64(ktime))
+	return time.Unix(0, d.bootNs+int64(ktime)) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 }
 
 func (d *decoder) comm(b []byte) string {
@@ -225,8 +225,8 @@ func (d *decoder) decode(b []byte, r *record) error {
 		if len(b) < fileSize {
 			return errShort
 		}
-		r.dfd = int32(le.Uint32(b[64:]))
-		r.dfd2 = int32(le.Uint32(b[68:]))
+		r.dfd = int32(le.Uint32(b[64:]))  //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
+		r.dfd2 = int32(le.Uint32(b[68:])) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		flags, mode := le.Uint32(b[72:]), le.Uint32(b[76:])
 		r.file = event.File{Path: cstring(b[84 : 84+pathLen]), NewPath: cstring(b[344 : 344+pathLen])}
 		switch op {
@@ -281,18 +281,18 @@ func (d *decoder) decode(b []byte, r *record) error {
 			n.SrcAddr, n.SrcPort = local, lport
 		}
 		r.net = n
-		r.rt.Result = int64(le.Uint64(b[104:]))
+		r.rt.Result = int64(le.Uint64(b[104:])) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 	case kSetuid, kCapset, kSetns, kUnshare, kPtrace, kModule:
 		if len(b) < genSize {
 			return errShort
 		}
-		a0, a1, a2 := int64(le.Uint64(b[64:])), int64(le.Uint64(b[72:])), int64(le.Uint64(b[80:]))
+		a0, a1, a2 := int64(le.Uint64(b[64:])), int64(le.Uint64(b[72:])), int64(le.Uint64(b[80:])) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		switch kind {
 		case kSetuid:
 			r.kind = event.KindSetuid
 			s := &event.Setuid{Call: r.rt.Syscall}
 			// The id that takes effect: effective first, then real, then saved.
-			id := int64(int32(a0))
+			id := int64(int32(a0)) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 			switch op {
 			case opSetreuid, opSetregid:
 				id = firstSet(a1, a0)
@@ -312,13 +312,13 @@ func (d *decoder) decode(b []byte, r *record) error {
 			// have no field in the schema; the call itself is the signal.
 		case kSetns:
 			r.kind = event.KindSetns
-			r.rt.Ns = &event.Ns{Flags: uint64(a1), FD: int32(a0)}
+			r.rt.Ns = &event.Ns{Flags: uint64(a1), FD: int32(a0)} //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		case kUnshare:
 			r.kind = event.KindUnshare
-			r.rt.Ns = &event.Ns{Flags: uint64(a0)}
+			r.rt.Ns = &event.Ns{Flags: uint64(a0)} //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		case kPtrace:
 			r.kind = event.KindPtrace
-			r.rt.Ptrace = &event.Ptrace{Request: a0, TargetPID: uint32(a1)}
+			r.rt.Ptrace = &event.Ptrace{Request: a0, TargetPID: uint32(a1)} //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		case kModule:
 			r.kind = event.KindModuleLoad
 			r.rt.Module = &event.Module{Name: moduleName(cstring(b[96 : 96+nameLen]))}
@@ -332,8 +332,8 @@ func (d *decoder) decode(b []byte, r *record) error {
 // firstSet returns the first id that is not -1 (unchanged), or -1.
 func firstSet(ids ...int64) int64 {
 	for _, id := range ids {
-		if int32(id) != -1 {
-			return int64(int32(id))
+		if int32(id) != -1 { //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
+			return int64(int32(id)) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		}
 	}
 	return -1

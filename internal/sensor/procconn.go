@@ -42,9 +42,9 @@ func openProcConnector() (*procConnector, error) {
 	}
 	// nlmsghdr + cn_msg + op
 	msg := make([]byte, nlmsgHdrLen+cnMsgLen+4)
-	le.PutUint32(msg[0:], uint32(len(msg)))
+	le.PutUint32(msg[0:], uint32(len(msg))) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 	le.PutUint16(msg[4:], unix.NLMSG_DONE)
-	le.PutUint32(msg[12:], uint32(os.Getpid()))
+	le.PutUint32(msg[12:], uint32(os.Getpid())) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 	le.PutUint32(msg[16:], cnIdxProc)
 	le.PutUint32(msg[20:], cnValProc)
 	le.PutUint16(msg[32:], 4)
@@ -62,7 +62,7 @@ func (pc *procConnector) run(ctx context.Context, s *Sensor, out func(string, ti
 	if err := pc.f.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("sensor: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { pc.f.SetReadDeadline(time.Now()) })
+	stop := context.AfterFunc(ctx, func() { _ = pc.f.SetReadDeadline(time.Now()) })
 	defer stop()
 	buf := make([]byte, 8192)
 	for {

@@ -126,10 +126,10 @@ func New(cfg Config, logger *slog.Logger) (*Sensor, error) {
 	if bpfErr == nil {
 		return s, nil
 	}
-	s.closeBPF()
+	_ = s.closeBPF() // what loaded before the failure; the error that matters is bpfErr
 	pc, err := openProcConnector()
 	if err != nil {
-		return nil, fmt.Errorf("sensor: eBPF: %v; proc connector: %w", bpfErr, err)
+		return nil, fmt.Errorf("sensor: eBPF: %w; proc connector: %w", bpfErr, err)
 	}
 	logger.Warn("sensor: eBPF unavailable, falling back to the netlink proc connector (exec, exit, fork only)",
 		"error", bpfErr)
@@ -185,7 +185,7 @@ func (s *Sensor) loadBPF() error {
 	if err != nil {
 		return fmt.Errorf("read BPF object: %w", err)
 	}
-	spec.Maps["events"].MaxEntries = uint32(s.cfg.RingBufferBytes)
+	spec.Maps["events"].MaxEntries = uint32(s.cfg.RingBufferBytes) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return fmt.Errorf("create maps: %w", err)
 	}
@@ -264,9 +264,9 @@ func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]
 func (s *Sensor) watch(prefix string) error {
 	var k sensorWatchKey
 	add := func(p string) error {
-		k = sensorWatchKey{Plen: uint32(8 * len(p))}
+		k = sensorWatchKey{Plen: uint32(8 * len(p))} //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		for i := range len(p) {
-			k.Path[i] = int8(p[i])
+			k.Path[i] = int8(p[i]) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		}
 		if err := s.objs.Watch.Put(&k, uint8(1)); err != nil {
 			return fmt.Errorf("watch %s: %w", prefix, err)
@@ -360,7 +360,7 @@ func (s *Sensor) enrich(r *record) bool {
 				s.userLoss.Add(1) // gone before we could tell where it wrote
 				return false
 			}
-			if !s.isWatched(f.Path) && !(r.kind == event.KindFileRename && s.isWatched(f.NewPath)) {
+			if !s.isWatched(f.Path) && (r.kind != event.KindFileRename || !s.isWatched(f.NewPath)) {
 				return false
 			}
 		}
@@ -405,6 +405,17 @@ func (s *Sensor) Loss() (kernel, user uint64) {
 		kernel += n
 	}
 	return kernel, s.userLoss.Load()
+}
+
+// KernelLossByKind returns the kernel's loss so far by record kind (exec,
+// file, connect, …): ring buffer full plus unreadable user memory.
+func (s *Sensor) KernelLossByKind() map[string]uint64 {
+	slots := s.kernelLoss()
+	out := make(map[string]uint64, kMax)
+	for k := kExec; k < kMax; k++ {
+		out[kindNames[k]] = slots[k] + slots[kMax+k]
+	}
+	return out
 }
 
 // kernelLoss returns the kernel's loss counters summed over CPUs, by slot:
