@@ -17,15 +17,23 @@
 //     container's view). Absolute paths are filtered in the kernel against the
 //     watched prefixes; relative ones are joined in user space with
 //     /proc/<pid>/cwd (AT_FDCWD) or /proc/<pid>/fd/<dfd> and filtered then, as
-//     is fchmod's fd. A relative path that can no longer be resolved is counted
-//     as user-space loss. File events are attempts seen at syscall entry: the
+//     is fchmod's fd. This is racy: a process that exited (or closed the fd)
+//     before decoding cannot be resolved, and such an event is counted as
+//     user-space loss rather than dropped silently. File events are attempts seen at syscall entry: the
 //     syscall may still fail, and O_CREAT is reported as file.create even when
 //     the file existed.
 //   - network: connect's destination is read at entry, the local end and the
 //     result at exit; accept and listen read the socket behind the fd in the
 //     kernel at syscall exit (so listen knows a port it picked itself). For
 //     accept, Src is the peer and Dst the local end (the flow's direction);
-//     for listen, Src is the bound address.
+//     for listen, Src is the bound address. MPTCP sockets (Go listens with
+//     MPTCP by default) are reported as tcp.
+//
+// Privileges: New needs CAP_SYS_ADMIN (standing in for CAP_BPF and
+// CAP_PERFMON, which the Defender's capability set lacks) and nothing else
+// on kernels that charge BPF memory to the cgroup (5.11+); resolving paths of
+// other processes from /proc needs CAP_SYS_PTRACE. TestLeastPrivilege checks
+// this with exactly the Defender's capabilities.
 package sensor
 
 import (
