@@ -27,7 +27,7 @@ type sensing struct {
 	dropped atomic.Uint64 // events lost because the queue was full
 
 	mu       sync.Mutex
-	reported struct{ kernel, user uint64 } // loss already sent as sensor.loss
+	reported map[string]uint64 // loss already sent as sensor.loss, by probe kind ("" = user space)
 }
 
 type queued struct {
@@ -54,7 +54,7 @@ func newSensing(d *Defender, cfg Config, logger *slog.Logger) (*sensing, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
-	return &sensing{d: d, sensor: sn, resolver: res, logger: logger, queue: make(chan queued, queueLen)}, nil
+	return &sensing{d: d, sensor: sn, resolver: res, logger: logger, queue: make(chan queued, queueLen), reported: map[string]uint64{}}, nil
 }
 
 // info is the sensor part of the Defender's hello and heartbeats.
@@ -197,19 +197,37 @@ func (s *sensing) lossLoop(ctx context.Context) {
 	}
 }
 
+// reportLoss sends one sensor.loss event per record kind whose kernel loss
+// grew, and one for loss in user space, so that the Console can tell what
+// is missing from what.
 func (s *sensing) reportLoss() {
-	kernel, user := s.sensor.Loss()
-	user += s.dropped.Load()
+	now := s.sensor.KernelLossByKind()
+	_, user := s.sensor.Loss()
+	now[""] = user + s.dropped.Load()
 	s.mu.Lock()
-	dk, du := kernel-s.reported.kernel, user-s.reported.user
-	s.reported.kernel, s.reported.user = kernel, user
+	var data []json.RawMessage
+	var total event.Loss
+	for kind, n := range now {
+		d := n - s.reported[kind]
+		if d == 0 {
+			continue
+		}
+		s.reported[kind] = n
+		l := event.Loss{Probe: kind}
+		if kind == "" {
+			l.User, total.User = d, total.User+d
+		} else {
+			l.Kernel, total.Kernel = d, total.Kernel+d
+		}
+		b, _ := json.Marshal(l)
+		data = append(data, b)
+	}
 	s.mu.Unlock()
-	if dk == 0 && du == 0 {
+	if len(data) == 0 {
 		return
 	}
-	s.logger.Warn("sensor lost events", slog.Uint64("kernel", dk), slog.Uint64("user", du))
-	data, _ := json.Marshal(event.Loss{Kernel: dk, User: du})
-	if err := s.d.Emit(event.KindSensorLoss, time.Now(), data); err != nil {
+	s.logger.Warn("sensor lost events", slog.Uint64("kernel", total.Kernel), slog.Uint64("user", total.User))
+	if err := s.d.Emit(event.KindSensorLoss, time.Now(), data...); err != nil {
 		s.logger.Error("report sensor loss", slog.Any("err", err))
 	}
 }
