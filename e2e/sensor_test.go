@@ -263,7 +263,9 @@ func TestContainerStartedBeforeTheDefender(t *testing.T) {
 	}); !ok {
 		t.Error("the container's sleep, running before the Defender, was not reported from /proc")
 	}
-	w, ok := first(evs, func(e found) bool { return e.kind != event.KindProcessExec && inCtr(e) && e.rt.File != nil && e.rt.File.Path == "/etc/late" })
+	w, ok := first(evs, func(e found) bool {
+		return e.kind != event.KindProcessExec && inCtr(e) && e.rt.File != nil && e.rt.File.Path == "/etc/late"
+	})
 	if !ok {
 		t.Error("the write in the earlier container was not tied to it")
 	} else if w.rt.Container.Image != "registry.local/early:1" {
