@@ -202,6 +202,13 @@ type defenderView struct {
 	StoredSeq      uint64 `json:"storedSeq"`
 	PolicyRevision int64  `json:"policyRevision"`
 	EventsDropped  uint64 `json:"eventsDropped"`
+	Sensor         *struct {
+		Probes []struct {
+			Name   string `json:"name"`
+			Active bool   `json:"active"`
+		} `json:"probes"`
+		LostKernel uint64 `json:"lostKernel"`
+	} `json:"sensor"`
 }
 
 func (c *consoleProc) defender(t testing.TB, id string) defenderView {

@@ -309,10 +309,27 @@ func TestLeastPrivilege(t *testing.T) {
 	if s.Sensor == nil || len(s.Sensor.Probes) == 0 {
 		t.Fatalf("no sensor in the narrowed defender's status: %+v (sensor error %q)", s, s.SensorError)
 	}
+	active := 0
 	for _, pr := range s.Sensor.Probes {
-		if !pr.Active && !strings.Contains(pr.Error, "not on this kernel") {
+		if pr.Active {
+			active++
+		} else if !strings.Contains(pr.Error, "not on this kernel") {
 			t.Errorf("probe %s (%s) inactive with only the six capabilities: %s", pr.Name, pr.Kind, pr.Error)
 		}
+	}
+	// The Console shows the same probes.
+	v := c.defender(t, "narrow")
+	if v.Sensor == nil {
+		t.Fatal("GET /api/v1/defenders shows no sensor for the narrowed defender")
+	}
+	consoleActive := 0
+	for _, pr := range v.Sensor.Probes {
+		if pr.Active {
+			consoleActive++
+		}
+	}
+	if consoleActive != active || active == 0 {
+		t.Errorf("the Console shows %d active probes, the Defender %d", consoleActive, active)
 	}
 }
 

@@ -110,7 +110,8 @@ func (f *fleet) Connected(ctx context.Context, id string, h bulwarkv1.Hello, at 
 	}
 	st := inventory.State{
 		Connected: true, LastSeen: at, SpoolDepth: h.Spool.Depth, EventsDropped: h.Spool.Dropped, PolicyRevision: h.PolicyRevision,
-		Host: &inventory.HostInfo{Hostname: h.Hostname, HostNetwork: h.HostNetwork, Version: h.Version, OS: h.OS, Kernel: h.Kernel, Runtimes: h.Runtimes, Capabilities: h.Capabilities},
+		Sensor: toSensor(h.Sensor),
+		Host:   &inventory.HostInfo{Hostname: h.Hostname, HostNetwork: h.HostNetwork, Version: h.Version, OS: h.OS, Kernel: h.Kernel, Runtimes: h.Runtimes, Capabilities: h.Capabilities},
 	}
 	if err := f.db.UpdateDefenderState(ctx, id, st); err != nil {
 		return 0, err
@@ -122,11 +123,22 @@ func (f *fleet) Connected(ctx context.Context, id string, h bulwarkv1.Hello, at 
 
 // Heartbeat implements channel.Backend.
 func (f *fleet) Heartbeat(ctx context.Context, id string, hb bulwarkv1.Heartbeat, at time.Time) error {
-	st := inventory.State{Connected: true, LastSeen: at, PolicyRevision: hb.PolicyRevision}
+	st := inventory.State{Connected: true, LastSeen: at, PolicyRevision: hb.PolicyRevision, Sensor: toSensor(hb.Sensor)}
 	if hb.Spool != nil {
 		st.SpoolDepth, st.EventsDropped = hb.Spool.Depth, hb.Spool.Dropped
 	}
 	return f.db.UpdateDefenderState(ctx, id, st)
+}
+
+func toSensor(si *bulwarkv1.SensorInfo) *inventory.Sensor {
+	if si == nil {
+		return nil
+	}
+	s := &inventory.Sensor{LostKernel: si.LostKernel, LostUser: si.LostUser, Probes: make([]inventory.Probe, len(si.Probes))}
+	for i, p := range si.Probes {
+		s.Probes[i] = inventory.Probe{Name: p.Name, Kind: p.Kind, Active: p.Active, Error: p.Error}
+	}
+	return s
 }
 
 // Disconnected implements channel.Backend.

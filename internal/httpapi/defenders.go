@@ -171,22 +171,23 @@ func (s *Server) revokeDefender(w http.ResponseWriter, r *http.Request, p princi
 
 // defenderJSON is a Defender as GET /api/v1/defenders shows it.
 type defenderJSON struct {
-	ID             string    `json:"_id"`
-	Hostname       string    `json:"hostname"`
-	HostNetwork    bool      `json:"hostNetwork"`
-	Version        string    `json:"version"`
-	OS             string    `json:"os,omitempty"`
-	Kernel         string    `json:"kernel,omitempty"`
-	Runtimes       []string  `json:"runtimes"`
-	Capabilities   []string  `json:"capabilities"`
-	Connected      bool      `json:"connected"`
-	LastSeen       time.Time `json:"lastModified,omitzero"`
-	CertExpiration time.Time `json:"certificateExpiration,omitzero"`
-	Revoked        bool      `json:"revoked"`
-	SpoolDepth     uint64    `json:"spoolDepth"`
-	EventsDropped  uint64    `json:"eventsDropped"`
-	StoredSeq      uint64    `json:"storedSeq"`
-	PolicyRevision int64     `json:"policyRevision"`
+	ID             string            `json:"_id"`
+	Hostname       string            `json:"hostname"`
+	HostNetwork    bool              `json:"hostNetwork"`
+	Version        string            `json:"version"`
+	OS             string            `json:"os,omitempty"`
+	Kernel         string            `json:"kernel,omitempty"`
+	Runtimes       []string          `json:"runtimes"`
+	Capabilities   []string          `json:"capabilities"`
+	Connected      bool              `json:"connected"`
+	LastSeen       time.Time         `json:"lastModified,omitzero"`
+	CertExpiration time.Time         `json:"certificateExpiration,omitzero"`
+	Revoked        bool              `json:"revoked"`
+	SpoolDepth     uint64            `json:"spoolDepth"`
+	EventsDropped  uint64            `json:"eventsDropped"`
+	StoredSeq      uint64            `json:"storedSeq"`
+	PolicyRevision int64             `json:"policyRevision"`
+	Sensor         *inventory.Sensor `json:"sensor,omitempty"`
 }
 
 func (s *Server) listDefenders(w http.ResponseWriter, r *http.Request, _ principal) error {
@@ -207,7 +208,7 @@ func (s *Server) listDefenders(w http.ResponseWriter, r *http.Request, _ princip
 			ID: d.ID, Hostname: d.Hostname, HostNetwork: d.HostNetwork, Version: d.Version, OS: d.OS, Kernel: d.Kernel,
 			Runtimes: nonNil(d.Runtimes), Capabilities: nonNil(d.Capabilities), Connected: d.Connected, LastSeen: d.LastSeen,
 			CertExpiration: d.CertNotAfter, Revoked: d.Revoked, SpoolDepth: d.SpoolDepth, EventsDropped: d.EventsDropped,
-			StoredSeq: d.StoredSeq, PolicyRevision: d.PolicyRevision,
+			StoredSeq: d.StoredSeq, PolicyRevision: d.PolicyRevision, Sensor: d.Sensor,
 		})
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -35,6 +35,24 @@ type Defender struct {
 	StoredSeq      uint64 // highest event seq stored for this Defender
 	PolicyRevision int64  // revision the Defender reports it enforces
 	CreatedAt      time.Time
+	// Sensor is the runtime sensor as last reported; nil: never.
+	Sensor *Sensor
+}
+
+// Sensor is a Defender's runtime sensor: which probes run, and how many
+// events it lost since it started.
+type Sensor struct {
+	Probes     []Probe `json:"probes"`
+	LostKernel uint64  `json:"lostKernel"`
+	LostUser   uint64  `json:"lostUser"`
+}
+
+// Probe is one kernel hook of the sensor; Error says why an inactive one is.
+type Probe struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Active bool   `json:"active"`
+	Error  string `json:"error,omitempty"`
 }
 
 // HostInfo is what a Defender says about itself and its host in its hello.
@@ -57,6 +75,7 @@ type State struct {
 	EventsDropped  uint64
 	PolicyRevision int64
 	Host           *HostInfo
+	Sensor         *Sensor // nil: unchanged
 }
 
 // Cert is a client certificate issued to a Defender.

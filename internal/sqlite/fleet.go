@@ -26,18 +26,18 @@ const (
 
 const defenderColumns = `id, hostname, host_network, version, os, kernel, runtimes, capabilities,
 	connected, last_seen, cert_serial, cert_not_after, revoked, revoked_at,
-	spool_depth, events_dropped, stored_seq, policy_revision, created_at`
+	spool_depth, events_dropped, stored_seq, policy_revision, created_at, sensor`
 
 func scanDefender(s interface{ Scan(...any) error }) (inventory.Defender, error) {
 	var (
 		d                                      inventory.Defender
-		runtimes, capabilities                 string
+		runtimes, capabilities, sensor         string
 		lastSeen, notAfter, revokedAt, created int64
 		spool, dropped, storedSeq              int64
 	)
 	err := s.Scan(&d.ID, &d.Hostname, &d.HostNetwork, &d.Version, &d.OS, &d.Kernel, &runtimes, &capabilities,
 		&d.Connected, &lastSeen, &d.CertSerial, &notAfter, &d.Revoked, &revokedAt,
-		&spool, &dropped, &storedSeq, &d.PolicyRevision, &created)
+		&spool, &dropped, &storedSeq, &d.PolicyRevision, &created, &sensor)
 	if err != nil {
 		return inventory.Defender{}, err
 	}
@@ -46,6 +46,12 @@ func scanDefender(s interface{ Scan(...any) error }) (inventory.Defender, error)
 	}
 	if d.Capabilities, err = fromJSONList(capabilities); err != nil {
 		return inventory.Defender{}, fmt.Errorf("defender %s capabilities: %w", d.ID, err)
+	}
+	if sensor != "" {
+		d.Sensor = new(inventory.Sensor)
+		if err := json.Unmarshal([]byte(sensor), d.Sensor); err != nil {
+			return inventory.Defender{}, fmt.Errorf("defender %s sensor: %w", d.ID, err)
+		}
 	}
 	d.LastSeen, d.CertNotAfter, d.RevokedAt, d.CreatedAt = fromNanos(lastSeen), fromNanos(notAfter), fromNanos(revokedAt), fromNanos(created)
 	d.SpoolDepth, d.EventsDropped, d.StoredSeq = fromCount(spool), fromCount(dropped), fromCount(storedSeq)
@@ -94,11 +100,19 @@ func (x queries) CreateDefender(ctx context.Context, d inventory.Defender) error
 	if err != nil {
 		return fmt.Errorf("create defender %s: %w", d.ID, err)
 	}
+	sensor := ""
+	if d.Sensor != nil {
+		b, err := json.Marshal(d.Sensor)
+		if err != nil {
+			return fmt.Errorf("create defender %s: %w", d.ID, err)
+		}
+		sensor = string(b)
+	}
 	_, err = x.q.ExecContext(ctx, `INSERT INTO defenders (`+defenderColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
 		d.ID, d.Hostname, d.HostNetwork, d.Version, d.OS, d.Kernel, runtimes, capabilities,
 		d.Connected, toNanos(d.LastSeen), d.CertSerial, toNanos(d.CertNotAfter), d.Revoked, toNanos(d.RevokedAt),
-		toCount(d.SpoolDepth), toCount(d.EventsDropped), d.PolicyRevision, toNanos(d.CreatedAt))
+		toCount(d.SpoolDepth), toCount(d.EventsDropped), d.PolicyRevision, toNanos(d.CreatedAt), sensor)
 	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
 		return fmt.Errorf("create defender %s: %w", d.ID, store.ErrConflict)
 	}
@@ -417,9 +431,17 @@ func (db *DB) PolicySnapshot(ctx context.Context) (policy.Snapshot, error) {
 // and returns store.ErrNotFound when there is no such Defender.
 func (db *DB) UpdateDefenderState(ctx context.Context, id string, st inventory.State) error {
 	var (
-		res sql.Result
-		err error
+		res    sql.Result
+		err    error
+		sensor *string // NULL keeps the stored value
 	)
+	if st.Sensor != nil {
+		b, jerr := json.Marshal(st.Sensor)
+		if jerr != nil {
+			return fmt.Errorf("update defender %s: %w", id, jerr)
+		}
+		sensor = new(string(b))
+	}
 	if h := st.Host; h != nil {
 		runtimes, jerr := toJSONList(h.Runtimes)
 		if jerr != nil {
@@ -430,16 +452,16 @@ func (db *DB) UpdateDefenderState(ctx context.Context, id string, st inventory.S
 			return fmt.Errorf("update defender %s: %w", id, jerr)
 		}
 		res, err = db.write.ExecContext(ctx, `UPDATE defenders
-			SET connected = ?, last_seen = ?, spool_depth = ?, events_dropped = ?, policy_revision = ?,
+			SET connected = ?, last_seen = ?, spool_depth = ?, events_dropped = ?, policy_revision = ?, sensor = COALESCE(?, sensor),
 				hostname = ?, host_network = ?, version = ?, os = ?, kernel = ?, runtimes = ?, capabilities = ?
 			WHERE id = ?`,
-			st.Connected, toNanos(st.LastSeen), toCount(st.SpoolDepth), toCount(st.EventsDropped), st.PolicyRevision,
+			st.Connected, toNanos(st.LastSeen), toCount(st.SpoolDepth), toCount(st.EventsDropped), st.PolicyRevision, sensor,
 			h.Hostname, h.HostNetwork, h.Version, h.OS, h.Kernel, runtimes, capabilities, id)
 	} else {
 		res, err = db.write.ExecContext(ctx, `UPDATE defenders
-			SET connected = ?, last_seen = ?, spool_depth = ?, events_dropped = ?, policy_revision = ?
+			SET connected = ?, last_seen = ?, spool_depth = ?, events_dropped = ?, policy_revision = ?, sensor = COALESCE(?, sensor)
 			WHERE id = ?`,
-			st.Connected, toNanos(st.LastSeen), toCount(st.SpoolDepth), toCount(st.EventsDropped), st.PolicyRevision, id)
+			st.Connected, toNanos(st.LastSeen), toCount(st.SpoolDepth), toCount(st.EventsDropped), st.PolicyRevision, sensor, id)
 	}
 	if err != nil {
 		return fmt.Errorf("update defender %s: %w", id, err)

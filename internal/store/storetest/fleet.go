@@ -249,6 +249,10 @@ func testUpdateDefenderState(t *testing.T, s store.Store) {
 		SpoolDepth:     100,
 		EventsDropped:  5,
 		PolicyRevision: 3,
+		Sensor: &inventory.Sensor{
+			Probes:     []inventory.Probe{{Name: "sched_process_exec", Kind: "tracepoint", Active: true}, {Name: "sys_enter_init_module", Kind: "tracepoint", Error: "not on this kernel"}},
+			LostKernel: 2,
+		},
 		Host: &inventory.HostInfo{
 			Hostname:     "web-7f9c-pod",
 			HostNetwork:  false,
@@ -265,6 +269,7 @@ func testUpdateDefenderState(t *testing.T, s store.Store) {
 	want.Connected, want.LastSeen, want.SpoolDepth, want.EventsDropped, want.PolicyRevision = true, at(2*time.Hour), 100, 5, 3
 	want.Hostname, want.HostNetwork, want.Version, want.OS, want.Kernel = "web-7f9c-pod", false, "1.3.0", "Alpine 3.20", "6.1.0"
 	want.Runtimes, want.Capabilities = []string{"cri-o"}, nil
+	want.Sensor = hello.Sensor
 	if diff := cmp.Diff(want, getDefender(t, s, "d1"), cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("Defender(d1) after a hello mismatch (-want +got):\n%s", diff)
 	}
@@ -275,15 +280,20 @@ func testUpdateDefenderState(t *testing.T, s store.Store) {
 	}
 	want.StoredSeq = 4
 
-	// A heartbeat and a disconnect leave the host's description.
+	// A heartbeat and a disconnect leave the host's description; a
+	// heartbeat with a sensor report replaces the sensor, one without keeps it.
 	for _, st := range []inventory.State{
-		{Connected: true, LastSeen: at(3 * time.Hour), SpoolDepth: 7, EventsDropped: 6, PolicyRevision: 4},
+		{Connected: true, LastSeen: at(3 * time.Hour), SpoolDepth: 7, EventsDropped: 6, PolicyRevision: 4,
+			Sensor: &inventory.Sensor{Probes: []inventory.Probe{{Name: "sched_process_exec", Kind: "tracepoint", Active: true}}, LostKernel: 9, LostUser: 1}},
 		{Connected: false, LastSeen: at(4 * time.Hour), SpoolDepth: 7, EventsDropped: 6, PolicyRevision: 4},
 	} {
 		if err := s.UpdateDefenderState(ctx, "d1", st); err != nil {
 			t.Fatalf("UpdateDefenderState(d1, %+v): %v", st, err)
 		}
 		want.Connected, want.LastSeen, want.SpoolDepth, want.EventsDropped, want.PolicyRevision = st.Connected, st.LastSeen, st.SpoolDepth, st.EventsDropped, st.PolicyRevision
+		if st.Sensor != nil {
+			want.Sensor = st.Sensor
+		}
 		if diff := cmp.Diff(want, getDefender(t, s, "d1"), cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("Defender(d1) after state %+v mismatch (-want +got):\n%s", st, diff)
 		}
