@@ -181,7 +181,7 @@ func TestContainerEventsReachTheConsole(t *testing.T) {
 	needPrivileges(t)
 	dataDir := t.TempDir()
 	c := startConsole(t, dataDir, freePort(t), freePort(t))
-	startSensingDefender(t, c, "sensing")
+	_, state := startSensingDefender(t, c, "sensing")
 
 	ctr := runContainer(t, map[string]string{
 		"io.kubernetes.pod.name": "web-0", "io.kubernetes.pod.namespace": "prod", "io.bulwark.image": "registry.local/web:1.2",
@@ -195,11 +195,11 @@ func TestContainerEventsReachTheConsole(t *testing.T) {
 	if err := exec.Command("/bin/busybox", "true", marker).Run(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // spool batching and the channel
+	time.Sleep(time.Second) // the sensor's reader and the spool's batching
 	waitFor(t, "the spool to drain", 20*time.Second, func() bool {
-		return c.defender(t, "sensing").StoredSeq > 0 && c.defender(t, "sensing").StoredSeq == c.defender(t, "sensing").StoredSeq
+		st := status(t, state)
+		return st.Spool.NextSeq > 1 && st.Spool.Depth == 0
 	})
-	time.Sleep(time.Second)
 	c.kill(syscall.SIGTERM)
 	evs := runtimeEvents(t, storedEvents(t, dataDir))
 
