@@ -25,7 +25,11 @@ BULWARK_ADMIN_PASSWORD=$PW bin/bulwark-console --data-dir "$DATA" --api-addr "$A
   >"$DATA/console.out" 2>"$DATA/console.log" &
 console=$!
 defender=
-stop() { kill $defender $console 2>/dev/null; wait $defender $console 2>/dev/null; echo "demo: stopped"; }
+WORKLOAD=bulwark-demo-web
+stop() {
+  if [ -n "${workload_started:-}" ]; then runc kill "$WORKLOAD" KILL 2>/dev/null; sleep 0.1; runc delete -f "$WORKLOAD" 2>/dev/null; fi
+  kill $defender $console 2>/dev/null; wait $defender $console 2>/dev/null; echo "demo: stopped"
+}
 trap stop EXIT
 trap 'exit 0' INT TERM
 
@@ -56,6 +60,33 @@ if [ ! -e "$DATA/.seeded" ]; then
   touch "$DATA/.seeded"
 fi
 
+# A demo workload: a busybox container (plain runc) that execs, writes under
+# /etc and makes connections every few seconds, for the sensor to see.
+start_workload() {
+  local b="$DATA/workload"
+  if [ ! -e "$b/config.json" ]; then
+    mkdir -p "$b/rootfs/bin" "$b/rootfs/etc" "$b/rootfs/tmp"
+    cp /bin/busybox "$b/rootfs/bin/"
+    for a in sh sleep echo cat nc date true; do ln -sf busybox "$b/rootfs/bin/$a"; done
+    (cd "$b" && runc spec)
+    python3 - "$b/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["sh", "-c", "while true; do date > /etc/last-run; (nc -l -p 8080 >/dev/null &) ; sleep 0.2; echo hi | nc 127.0.0.1 8080; sleep 5; done"]
+c["root"]["readonly"] = False
+c["annotations"] = {"io.kubernetes.pod.name": "web-demo-0", "io.kubernetes.pod.namespace": "demo", "io.bulwark.image": "registry.local/demo/web:1.0"}
+json.dump(c, open(p, "w"))
+PY
+  fi
+  runc delete -f "$WORKLOAD" >/dev/null 2>&1 || true
+  runc run --detach --bundle "$b" "$WORKLOAD" >"$DATA/workload.log" 2>&1 && workload_started=1
+}
+if [ "$(id -u)" -eq 0 ] && command -v runc >/dev/null && [ -x /bin/busybox ]; then
+  start_workload || echo "demo: could not start the demo workload (see $DATA/workload.log)"
+fi
+
 cat <<MSG
 
   Bulwark Console is running (embedded store in $DATA).
@@ -72,7 +103,9 @@ cat <<MSG
     bin/bulwarkctl users
 
   Demo users: alice (auditor, auditor-demo-pw), ci-bot (ci-user, ci-demo-password).
-  A local Defender (bundle in $DATA/defender-bundle) is connected:
+  A local Defender (bundle in $DATA/defender-bundle) is connected, with its
+  eBPF sensor; a demo container ($WORKLOAD, pod web-demo-0) keeps it busy:
+    bin/bulwarkctl --console $URL --ca-cert $DATA/pki/ca.pem --username admin --password $PW events --follow
     curl -s --cacert $DATA/pki/ca.pem -u admin:$PW $URL/api/v1/defenders
     bin/bulwark-defender status --state-dir $DATA/defender-state
   Logs: $DATA/console.log, $DATA/defender.log. Ctrl-C stops the demo; the data stays for the next run.
