@@ -101,6 +101,11 @@ type Welcome struct {
 	StoredSeq         uint64        `json:"storedSeq"`
 	HeartbeatInterval time.Duration `json:"heartbeatInterval"`
 	ConsoleVersion    string        `json:"consoleVersion"`
+	// Window is the most unacknowledged Events frames the Defender may have
+	// in flight (0: its own default). The Console lowers it when many
+	// Defenders are connected, so that a fleet returning from an outage does
+	// not put all its backlogs in flight at once.
+	Window int `json:"window,omitempty"`
 }
 
 // Policy is a full policy snapshot. A Defender stores it on disk before it

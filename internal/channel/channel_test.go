@@ -3,6 +3,7 @@ package channel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -102,5 +103,18 @@ func TestBackoff(t *testing.T) {
 	}
 	if Backoff(3, lo, hi, 0.1) == Backoff(3, lo, hi, 0.9) {
 		t.Error("no jitter")
+	}
+}
+
+func TestWindowShrinksWithTheFleet(t *testing.T) {
+	s := NewServer(ServerConfig{}, &fakeBackend{stored: map[string]uint64{}}, slog.New(slog.DiscardHandler))
+	if w := s.window(); w != 4 {
+		t.Errorf("window with no Defender = %d, want 4", w)
+	}
+	for i := range manyDefenders + 1 {
+		s.conns[fmt.Sprint(i)] = &serverConn{}
+	}
+	if w := s.window(); w != 1 {
+		t.Errorf("window with %d Defenders = %d, want 1", manyDefenders+1, w)
 	}
 }

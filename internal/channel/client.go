@@ -180,6 +180,10 @@ func (c *Client) session(ctx context.Context) error {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
+	window := c.cfg.Window
+	if welcome.Window > 0 {
+		window = min(window, welcome.Window)
+	}
 
 	// window holds one token per frame in flight; an ack up to a frame's
 	// last seq returns its token.
@@ -238,7 +242,7 @@ func (c *Client) session(ctx context.Context) error {
 		defer hb.Stop()
 		for {
 			fmu.Lock()
-			room := len(flying) < c.cfg.Window
+			room := len(flying) < window
 			fmu.Unlock()
 			if room {
 				evs, err := c.cfg.Outbox.Pending(next, c.cfg.BatchSize)

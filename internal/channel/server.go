@@ -183,6 +183,22 @@ func (s *Server) Disconnect(id, reason string) bool {
 	return true
 }
 
+// window is the in-flight frame allowance for a Defender that connects now:
+// 4 while few are connected, 1 once the fleet's frames in flight would hold
+// far more events than the committer queues.
+func (s *Server) window() int {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	if n > manyDefenders {
+		return 1
+	}
+	return 4
+}
+
+// manyDefenders is where window drops to 1.
+const manyDefenders = 64
+
 // Stats returns counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -317,7 +333,7 @@ func (c *serverConn) run(parent context.Context) {
 	go func() { defer close(writerDone); c.writeLoop(ctx) }()
 	defer func() { c.close(websocket.StatusNormalClosure, ""); <-writerDone }()
 
-	welcome, _ := bulwarkv1.Encode(bulwarkv1.TypeWelcome, bulwarkv1.Welcome{StoredSeq: stored, HeartbeatInterval: cfg.HeartbeatInterval, ConsoleVersion: cfg.ConsoleVersion})
+	welcome, _ := bulwarkv1.Encode(bulwarkv1.TypeWelcome, bulwarkv1.Welcome{StoredSeq: stored, HeartbeatInterval: cfg.HeartbeatInterval, ConsoleVersion: cfg.ConsoleVersion, Window: c.s.window()})
 	c.enqueue(welcome)
 	if snap, err := c.s.backend.Policy(ctx); err != nil {
 		c.s.logger.Error("load policy", slog.Any("err", err))
