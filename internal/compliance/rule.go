@@ -1,0 +1,252 @@
+package compliance
+
+import (
+	"slices"
+	"strings"
+)
+
+// Effect is what a rule does with a failed check.
+type Effect string
+
+// The effects, weakest first. EffectDefault in Rule.Effect keeps each
+// check's own default (Check.DefaultEffect).
+const (
+	EffectDefault Effect = ""
+	EffectIgnore  Effect = "ignore"
+	EffectAlert   Effect = "alert"
+	EffectBlock   Effect = "block"
+)
+
+func (e Effect) rank() int {
+	switch e {
+	case EffectAlert:
+		return 1
+	case EffectBlock:
+		return 2
+	}
+	return 0
+}
+
+// Collection is a named set of resources given by globs: "*" matches any
+// string (including "/"), "?" one character. An empty list matches every
+// resource; a resource is in the collection when every non-empty list has a
+// glob matching it. Labels are "key:value" globs ("app:web*", "team:*").
+type Collection struct {
+	Name       string   `json:"name"`
+	Images     []string `json:"images,omitempty"`
+	Containers []string `json:"containers,omitempty"`
+	Hosts      []string `json:"hosts,omitempty"`
+	Labels     []string `json:"labels,omitempty"`
+	Namespaces []string `json:"namespaces,omitempty"`
+	Clusters   []string `json:"clusters,omitempty"`
+}
+
+// Resource is what a collection is matched against: a container (running
+// or in a manifest), an image or a host.
+type Resource struct {
+	Image     string            `json:"image,omitempty"`
+	Container string            `json:"container,omitempty"`
+	Host      string            `json:"host,omitempty"`
+	Namespace string            `json:"namespace,omitempty"`
+	Cluster   string            `json:"cluster,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Matches reports whether r is in the collection.
+func (c Collection) Matches(r Resource) bool {
+	return anyGlob(c.Images, r.Image) && anyGlob(c.Containers, r.Container) && anyGlob(c.Hosts, r.Host) &&
+		anyGlob(c.Namespaces, r.Namespace) && anyGlob(c.Clusters, r.Cluster) && labelsMatch(c.Labels, r.Labels)
+}
+
+func anyGlob(globs []string, s string) bool {
+	return len(globs) == 0 || slices.ContainsFunc(globs, func(g string) bool { return Glob(g, s) })
+}
+
+func labelsMatch(globs []string, labels map[string]string) bool {
+	if len(globs) == 0 || slices.Contains(globs, "*") {
+		return true
+	}
+	for _, g := range globs {
+		kg, vg, ok := strings.Cut(g, ":")
+		if !ok {
+			vg = "*"
+		}
+		for k, v := range labels {
+			if Glob(kg, k) && Glob(vg, v) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Glob reports whether s matches pattern, where "*" matches any sequence of
+// characters (slashes included, unlike path.Match) and "?" any one character.
+func Glob(pattern, s string) bool {
+	// Iterative matching with one backtrack point: linear in practice.
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
+			p++
+			i++
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// Rule is one compliance rule. Rules are ordered; the first enabled rule
+// whose collections match a resource decides what happens to it.
+type Rule struct {
+	Name     string `json:"name"`
+	Disabled bool   `json:"disabled,omitempty"`
+	// Collections scope the rule; the rule matches a resource in any of
+	// them. No collections means every resource.
+	Collections []Collection `json:"collections,omitempty"`
+	// Effect applies to every check not listed in Checks; EffectDefault
+	// keeps each check's default effect (alert on critical and high).
+	Effect Effect `json:"effect,omitempty"`
+	// Checks override the effect per check slug.
+	Checks map[string]Effect `json:"checks,omitempty"`
+}
+
+// Matches reports whether the rule is enabled and scopes r.
+func (r Rule) Matches(res Resource) bool {
+	if r.Disabled {
+		return false
+	}
+	return len(r.Collections) == 0 || slices.ContainsFunc(r.Collections, func(c Collection) bool { return c.Matches(res) })
+}
+
+// EffectFor is what the rule does when check c fails.
+func (r Rule) EffectFor(c Check) Effect {
+	if e, ok := r.Checks[c.Slug]; ok && e != EffectDefault {
+		return e
+	}
+	if r.Effect != EffectDefault {
+		return r.Effect
+	}
+	return c.DefaultEffect()
+}
+
+// Decide returns the first enabled rule whose collections match res
+// (Prisma semantics), and false when none does.
+func Decide(rules []Rule, res Resource) (Rule, bool) {
+	for _, r := range rules {
+		if r.Matches(res) {
+			return r, true
+		}
+	}
+	return Rule{}, false
+}
+
+// Names of the built-in rules.
+const (
+	RuleIgnoreBulwark = "Default - ignore Bulwark components"
+	RuleDefaultAlert  = "Default - alert on critical and high"
+)
+
+// DefaultRules are the built-in compliance rules, in order: Bulwark's own
+// components are ignored (the Defender runs with hostPID and hostNetwork on
+// purpose), then every other resource alerts on critical and high checks.
+func DefaultRules() []Rule {
+	return []Rule{
+		{
+			Name: RuleIgnoreBulwark,
+			Collections: []Collection{
+				{Name: "Bulwark images", Images: []string{"*bulwark-defender*", "*bulwark/defender*", "*bulwark-console*", "*bulwark/console*"}},
+				{Name: "Bulwark containers", Containers: []string{"bulwark-defender*", "bulwark-console*"}},
+			},
+			Effect: EffectIgnore,
+		},
+		{
+			Name:        RuleDefaultAlert,
+			Collections: []Collection{{Name: "All", Images: []string{"*"}}},
+		},
+	}
+}
+
+// Resources are what collections are matched against for w: one per
+// container of a manifest (or one for a pod without containers), one for a
+// runtime container or an image.
+func (w Workload) Resources() []Resource {
+	base := Resource{
+		Host:      w.Source.Host,
+		Namespace: w.Source.Object.Namespace,
+		Cluster:   w.Source.Cluster,
+		Labels:    w.Source.Labels,
+	}
+	var out []Resource
+	if w.Pod != nil {
+		for _, c := range w.Pod.Containers {
+			r := base
+			r.Image, r.Container = c.Image, c.Name
+			out = append(out, r)
+		}
+	}
+	if w.Runtime != nil {
+		r := base
+		r.Image, r.Container = w.Runtime.Image.Value, w.Runtime.Name
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		out = append(out, base)
+	}
+	return out
+}
+
+// Apply evaluates w and keeps the findings that the rules deciding for its
+// resources do not ignore, with Finding.Effect set. A container's finding is
+// decided by the rule for that container; a pod-level finding (no
+// container) concerns every container and takes the strongest effect.
+func Apply(rules []Rule, w Workload, opts Options) []Finding {
+	findings := Evaluate(w, opts)
+	if len(findings) == 0 {
+		return nil
+	}
+	type decided struct {
+		res  Resource
+		rule Rule
+		ok   bool
+	}
+	var ds []decided
+	for _, res := range w.Resources() {
+		rule, ok := Decide(rules, res)
+		ds = append(ds, decided{res, rule, ok})
+	}
+	catalog := Catalog()
+	var out []Finding
+	for _, f := range findings {
+		i := slices.IndexFunc(catalog, func(c Check) bool { return c.Slug == f.Check })
+		if i < 0 {
+			continue
+		}
+		effect := EffectIgnore
+		for _, d := range ds {
+			if !d.ok || (f.Container != "" && d.res.Container != f.Container) {
+				continue
+			}
+			if e := d.rule.EffectFor(catalog[i]); e.rank() > effect.rank() {
+				effect = e
+			}
+		}
+		if effect != EffectIgnore {
+			f.Effect = effect
+			out = append(out, f)
+		}
+	}
+	return out
+}
