@@ -134,13 +134,6 @@ func (e *env) reportSev(sev Severity, container, msg string, paths ...string) {
 	})
 }
 
-func (e *env) runtimeName() string {
-	if e.w.Runtime == nil {
-		return ""
-	}
-	return e.w.Runtime.Name
-}
-
 func isTrue(b *bool) bool  { return b != nil && *b }
 func isFalse(b *bool) bool { return b != nil && !*b }
 
