@@ -91,9 +91,18 @@ static __always_inline void count_loss(__u32 slot)
 		*n += 1;
 }
 
+/*
+ * Waking the reader for every record costs the traced task a wakeup and, on a
+ * busy host, a context switch per event. Records are written without a wakeup
+ * until wakeup_bytes are pending; user space drains the buffer on a short
+ * timer as well, which bounds the delay at low rates. Set before load.
+ */
+const volatile __u64 wakeup_bytes = 1 << 20;
+
 static __always_inline void emit(void *rec, __u64 size, __u32 kind)
 {
-	if (bpf_ringbuf_output(&events, rec, size, 0))
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, rec, size, flags))
 		count_loss(kind);
 }
 

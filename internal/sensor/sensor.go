@@ -60,6 +60,9 @@ import (
 	"bulwark/internal/event"
 )
 
+// drainEvery bounds how long a record waits in the ring buffer at low rates.
+const drainEvery = 10 * time.Millisecond
+
 // DefaultRingBufferBytes is the ring buffer size when Config leaves it 0.
 const DefaultRingBufferBytes = 8 << 20
 
@@ -194,6 +197,11 @@ func (s *Sensor) loadBPF() error {
 		return fmt.Errorf("read BPF object: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = uint32(s.cfg.RingBufferBytes) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
+	if v, ok := spec.Variables["wakeup_bytes"]; ok {
+		if err := v.Set(uint64(s.cfg.RingBufferBytes / 4)); err != nil {
+			return fmt.Errorf("set wakeup threshold: %w", err)
+		}
+	}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return fmt.Errorf("create maps: %w", err)
 	}
@@ -312,9 +320,23 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 	if s.pc != nil {
 		return s.pc.run(ctx, s, out)
 	}
-	// Flush wakes a blocked ReadInto (SetDeadline would wait for its lock).
+	// Flush wakes a blocked ReadInto (SetDeadline would wait for its lock):
+	// to stop, and every drainEvery, because the kernel side wakes the reader
+	// only once a quarter of the ring buffer is pending.
 	stop := context.AfterFunc(ctx, func() { _ = s.rd.Flush() })
 	defer stop()
+	drain := time.NewTicker(drainEvery)
+	defer drain.Stop()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-drain.C:
+				_ = s.rd.Flush()
+			}
+		}
+	}()
 	var rec ringbuf.Record
 	var r record
 	for {

@@ -106,6 +106,7 @@ const (
 	sensorProgSysExitListen       = "sys_exit_listen"
 	sensorProgTpExec              = "tp_exec"
 	sensorProgTpExit              = "tp_exit"
+	sensorVarWakeupBytes          = "wakeup_bytes"
 )
 
 // loadSensor returns the embedded CollectionSpec for sensor.
@@ -204,6 +205,7 @@ type sensorMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sensorVariableSpecs struct {
+	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // sensorObjects contains all objects after they have been loaded into the kernel.
@@ -249,6 +251,7 @@ func (m *sensorMaps) Close() error {
 //
 // It can be passed to loadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sensorVariables struct {
+	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // sensorPrograms contains all programs after they have been loaded into the kernel.
