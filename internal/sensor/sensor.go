@@ -198,7 +198,7 @@ func (s *Sensor) loadBPF() error {
 	}
 	spec.Maps["events"].MaxEntries = uint32(s.cfg.RingBufferBytes) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 	if v, ok := spec.Variables["wakeup_bytes"]; ok {
-		if err := v.Set(uint64(s.cfg.RingBufferBytes / 4)); err != nil {
+		if err := v.Set(uint64(s.cfg.RingBufferBytes / 4)); err != nil { //nolint:gosec // validated: a power of two up to 1 GiB
 			return fmt.Errorf("set wakeup threshold: %w", err)
 		}
 	}
