@@ -137,9 +137,9 @@ func run(ctx context.Context) error {
 		return errors.New("needs root: the Defender loads eBPF programs")
 	}
 	for _, m := range [][2]string{{"tracefs", "/sys/kernel/tracing"}, {"bpf", "/sys/fs/bpf"}} {
-		if exec.Command("mountpoint", "-q", m[1]).Run() != nil {
-			if out, err := exec.Command("mount", "-t", m[0], "none", m[1]).CombinedOutput(); err != nil {
-				return fmt.Errorf("mount %s: %v: %s", m[1], err, out)
+		if exec.CommandContext(ctx, "mountpoint", "-q", m[1]).Run() != nil {
+			if out, err := exec.CommandContext(ctx, "mount", "-t", m[0], "none", m[1]).CombinedOutput(); err != nil {
+				return fmt.Errorf("mount %s: %w: %s", m[1], err, out)
 			}
 		}
 	}
@@ -339,7 +339,7 @@ func (p *proc) stop(grace time.Duration) {
 }
 
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
@@ -357,7 +357,7 @@ func (b *bench) startConsole(ctx context.Context) error {
 		return err
 	}
 	b.dataDir = filepath.Join(b.tmp, "console")
-	cmd := exec.Command(filepath.Join(b.bin, "bulwark-console"), "--data-dir", b.dataDir,
+	cmd := exec.Command(filepath.Join(b.bin, "bulwark-console"), "--data-dir", b.dataDir, //nolint:noctx // stopped by signal, not by ctx, so that it can be stopped gracefully
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort), "--channel-addr", fmt.Sprintf("127.0.0.1:%d", chPort))
 	cmd.Env = append(os.Environ(), "BULWARK_ADMIN_PASSWORD="+adminPassword)
 	p, err := b.procs.start(cmd)
@@ -545,7 +545,7 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 		return err
 	}
 	state := filepath.Join(b.tmp, "state-"+r.defID)
-	p, err := b.procs.start(exec.Command(filepath.Join(b.bin, "bulwark-defender"),
+	p, err := b.procs.start(exec.Command(filepath.Join(b.bin, "bulwark-defender"), //nolint:noctx // stopped by SIGTERM to measure a graceful detach
 		"--bundle", bundle, "--state-dir", state, "--watch-paths", b.stormDir))
 	if err != nil {
 		return fmt.Errorf("start defender: %w", err)
@@ -691,7 +691,7 @@ func (b *bench) sentinel(ctx context.Context, p *proc, mark string, since time.T
 		err = json.NewDecoder(resp.Body).Decode(&page)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("sentinel: list host audits: %d %v", resp.StatusCode, err)
+			return fmt.Errorf("sentinel: list host audits: status %d: %w", resp.StatusCode, err)
 		}
 		for _, a := range page {
 			if slices.Contains(a.Event.Process.Argv, mark) {
@@ -887,7 +887,7 @@ func heldPrograms(pid int) ([]int, error) {
 
 // bpfPrograms lists the loaded BPF programs as "id:name".
 func bpfPrograms() ([]string, error) {
-	out, err := exec.Command("bpftool", "-j", "prog", "show").Output()
+	out, err := exec.CommandContext(context.Background(), "bpftool", "-j", "prog", "show").Output()
 	if err != nil {
 		return nil, fmt.Errorf("bpftool prog show: %w", err)
 	}
