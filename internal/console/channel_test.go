@@ -415,3 +415,38 @@ func TestDefenderMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewBeforeExpiry: a renewed certificate works, the old one keeps
+// working until the Defender is revoked, and revoking refuses both.
+func TestRenewBeforeExpiry(t *testing.T) {
+	c := consoletest.Start(t)
+	oldDir := bundle(t, c, "renewed")
+	r := mustStatus(t, c, admin(call{method: "POST", path: "/api/v1/defenders/renewed/renew"}), 200)
+	var b struct {
+		DefenderID string            `json:"defenderID"`
+		Files      map[string]string `json:"files"`
+	}
+	if err := json.Unmarshal(r.body, &b); err != nil || b.DefenderID != "renewed" {
+		t.Fatalf("renew answered %s (%v)", r.body, err)
+	}
+	newCert, err := tls.X509KeyPair([]byte(b.Files["defender.pem"]), []byte(b.Files["defender-key.pem"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCert := loadKeyPair(t, oldDir)
+	if string(newCert.Certificate[0]) == string(oldCert.Certificate[0]) {
+		t.Fatal("renew returned the old certificate")
+	}
+	for name, cert := range map[string]tls.Certificate{"renewed": newCert, "old": oldCert} {
+		if answered, err := channelRequest(t, c, []tls.Certificate{cert}, nil); !answered {
+			t.Errorf("the %s certificate is refused before revocation: %v", name, err)
+		}
+	}
+	mustStatus(t, c, admin(call{method: "POST", path: "/api/v1/defenders/renewed/revoke"}), 200)
+	for name, cert := range map[string]tls.Certificate{"renewed": newCert, "old": oldCert} {
+		if answered, _ := channelRequest(t, c, []tls.Certificate{cert}, nil); answered {
+			t.Errorf("the %s certificate still gets an answer after revocation", name)
+		}
+	}
+	mustStatus(t, c, admin(call{method: "POST", path: "/api/v1/defenders/renewed/renew"}), 400)
+}
