@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,12 +175,20 @@ func (s *sensing) appendLoop(ctx context.Context) {
 }
 
 func (s *sensing) add(batch [][]byte, q queued) [][]byte {
-	rec, err := json.Marshal(spooled{Time: q.at, Kind: q.kind, Data: q.data})
-	if err != nil {
-		s.dropped.Add(1)
-		return batch
-	}
-	return append(batch, rec)
+	return append(batch, appendSpooled(nil, q.at, q.kind, q.data))
+}
+
+// appendSpooled writes the spool record of an event, as json.Marshal of a
+// spooled would, around data that is already compact JSON: marshalling it
+// again would scan it again, and this runs once per event.
+func appendSpooled(b []byte, at time.Time, kind string, data []byte) []byte {
+	b = append(b, `{"t":"`...)
+	b = at.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","k":`...)
+	b = strconv.AppendQuote(b, kind) // kinds are ASCII identifiers: Go and JSON quoting agree
+	b = append(b, `,"d":`...)
+	b = append(b, data...)
+	return append(b, '}')
 }
 
 // lossLoop sends a sensor.loss event whenever loss grew.
