@@ -11,37 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
+
+	"bulwark/api"
 )
-
-// bundle is an install bundle as the Console returns it.
-type bundle struct {
-	DefenderID string            `json:"defenderID"`
-	ConsoleURL string            `json:"consoleURL"`
-	NotAfter   time.Time         `json:"notAfter"`
-	Files      map[string]string `json:"files"`
-}
-
-type defenderRow struct {
-	ID             string    `json:"_id"`
-	Hostname       string    `json:"hostname"`
-	HostNetwork    bool      `json:"hostNetwork"`
-	Version        string    `json:"version"`
-	OS             string    `json:"os,omitempty"`
-	Kernel         string    `json:"kernel,omitempty"`
-	Runtimes       []string  `json:"runtimes"`
-	Capabilities   []string  `json:"capabilities"`
-	Connected      bool      `json:"connected"`
-	LastSeen       time.Time `json:"lastModified,omitzero"`
-	CertExpiration time.Time `json:"certificateExpiration,omitzero"`
-	Revoked        bool      `json:"revoked"`
-	SpoolDepth     uint64    `json:"spoolDepth"`
-	EventsDropped  uint64    `json:"eventsDropped"`
-	StoredSeq      uint64    `json:"storedSeq"`
-	PolicyRevision int64     `json:"policyRevision"`
-}
 
 // bundleFiles are the names a bundle may hold; anything else is refused, so a
 // hostile answer cannot write outside the directory.
@@ -49,7 +23,7 @@ var bundleFiles = map[string]os.FileMode{"ca.pem": 0o644, "defender.pem": 0o644,
 
 // writeBundle writes b into dir (created 0700), the key 0600. It refuses to
 // overwrite an existing bundle.
-func writeBundle(dir string, b bundle) error {
+func writeBundle(dir string, b api.Bundle) error {
 	if _, err := os.Stat(filepath.Join(dir, "bundle.json")); err == nil {
 		return usagef("%s already holds a bundle; choose another --out or remove it", dir)
 	}
@@ -103,7 +77,7 @@ exists only in this bundle; keep it like a password.`,
 			if err != nil {
 				return err
 			}
-			var b bundle
+			var b api.Bundle
 			if err := c.do(ctx, http.MethodPost, "/api/v1/defenders/bundle", nil, map[string]string{"id": id}, &b); err != nil {
 				return fmt.Errorf("issue bundle: %w", err)
 			}
@@ -131,7 +105,7 @@ exists only in this bundle; keep it like a password.`,
 			if err != nil {
 				return err
 			}
-			var b bundle
+			var b api.Bundle
 			if err := c.do(ctx, http.MethodPost, "/api/v1/defenders/"+url.PathEscape(args[0])+"/renew", nil, nil, &b); err != nil {
 				return fmt.Errorf("renew %s: %w", args[0], err)
 			}
@@ -174,7 +148,7 @@ exists only in this bundle; keep it like a password.`,
 			if err != nil {
 				return err
 			}
-			ds, err := getList[defenderRow](ctx, c, "/api/v1/defenders", nil)
+			ds, err := getList[api.Defender](ctx, c, "/api/v1/defenders", nil)
 			if err != nil {
 				return fmt.Errorf("list defenders: %w", err)
 			}
@@ -227,7 +201,7 @@ exists only in this bundle; keep it like a password.`,
 	return cmd
 }
 
-func (a *app) reportBundle(b bundle, dir string) error {
+func (a *app) reportBundle(b api.Bundle, dir string) error {
 	if a.output == "json" {
 		return writeJSON(a.stdout, map[string]any{"defenderID": b.DefenderID, "consoleURL": b.ConsoleURL, "notAfter": b.NotAfter, "dir": dir})
 	}

@@ -14,23 +14,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// runtimeAudit is one runtime event as /api/v1/audits/runtime/* returns it.
-type runtimeAudit struct {
-	ID            string          `json:"_id"`
-	Time          time.Time       `json:"time"`
-	Hostname      string          `json:"hostname"`
-	ContainerID   string          `json:"containerId,omitempty"`
-	ContainerName string          `json:"containerName,omitempty"`
-	ImageName     string          `json:"imageName,omitempty"`
-	PID           uint32          `json:"pid"`
-	User          string          `json:"user"`
-	Type          string          `json:"type"`
-	Msg           string          `json:"msg"`
-	Kind          string          `json:"kind"`
-	Event         json.RawMessage `json:"event,omitempty"`
-}
+	"bulwark/api"
+)
 
 // nextHeader is where the Console puts the cursor of a page's last event.
 const nextHeader = "X-Bulwark-Next"
@@ -219,7 +205,7 @@ func isTransient(err error) bool {
 
 // eventPage GETs one page of runtime audits and the cursor that follows it.
 // It is client.do with the answer's X-Bulwark-Next header.
-func (c *client) eventPage(ctx context.Context, path string, q url.Values) ([]runtimeAudit, string, error) {
+func (c *client) eventPage(ctx context.Context, path string, q url.Values) ([]api.RuntimeAudit, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path+"?"+q.Encode(), nil)
 	if err != nil {
 		return nil, "", fmt.Errorf("build request: %w", err)
@@ -247,18 +233,18 @@ func (c *client) eventPage(ctx context.Context, path string, q url.Values) ([]ru
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, "", decodeAPIError(resp.StatusCode, data)
 	}
-	page := []runtimeAudit{}
+	page := []api.RuntimeAudit{}
 	if err := json.Unmarshal(data, &page); err != nil {
 		return nil, "", fmt.Errorf("GET %s: decode answer: %w", path, err)
 	}
 	if page == nil {
-		page = []runtimeAudit{}
+		page = []api.RuntimeAudit{}
 	}
 	return page, resp.Header.Get(nextHeader), nil
 }
 
 // writeEvents prints events as a table, with its header when header is set.
-func writeEvents(w io.Writer, es []runtimeAudit, header bool) error {
+func writeEvents(w io.Writer, es []api.RuntimeAudit, header bool) error {
 	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)} // a followed page: no header again
 	if header {
 		t = newTable(w, "TIME", "HOST", "CONTAINER", "IMAGE", "TYPE", "PID", "MESSAGE")

@@ -14,17 +14,19 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"bulwark/api"
 )
 
 // eventFeed is a fake runtime audit endpoint: events are added while the
 // CLI runs, and pages follow a cursor that is the index of the last event.
 type eventFeed struct {
 	mu     sync.Mutex
-	events []runtimeAudit
+	events []api.RuntimeAudit
 	served int // requests answered
 }
 
-func (f *eventFeed) add(es ...runtimeAudit) {
+func (f *eventFeed) add(es ...api.RuntimeAudit) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.events = append(f.events, es...)
@@ -52,7 +54,7 @@ func (f *eventFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	limit, _ := strconv.Atoi(q.Get("limit"))
 	to := min(len(f.events), from+limit)
-	page := []runtimeAudit{}
+	page := []api.RuntimeAudit{}
 	if from < to {
 		page = f.events[from:to]
 	}
@@ -65,11 +67,12 @@ func (f *eventFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(page)
 }
 
-func runtimeEvent(n int) runtimeAudit {
-	return runtimeAudit{
+func runtimeEvent(n int) api.RuntimeAudit {
+	return api.RuntimeAudit{
 		ID: fmt.Sprintf("d1:%d", n), Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Hostname: "node-1",
 		ContainerID: "3f4e5d6c7b8a99aa", ContainerName: "web", ImageName: "nginx:1", PID: uint32(100 + n), //nolint:gosec // small
 		User: "0", Type: "processes", Msg: fmt.Sprintf("exec /bin/true %d by pid %d (parent 1)", n, 100+n), Kind: "process.exec",
+		Event: json.RawMessage(fmt.Sprintf(`{"process":{"pid":%d,"ppid":1,"uid":0,"gid":0,"exe":"/bin/true"}}`, 100+n)),
 	}
 }
 
@@ -143,8 +146,8 @@ func TestEventsFilters(t *testing.T) {
 	})
 
 	t.Run("json", func(t *testing.T) {
-		got := decode[[]runtimeAudit](t, mustRun(t, env, "", "events", "-o", "json"))
-		if diff := cmp.Diff([]runtimeAudit{runtimeEvent(1), runtimeEvent(2)}, got); diff != "" {
+		got := decode[[]api.RuntimeAudit](t, mustRun(t, env, "", "events", "-o", "json"))
+		if diff := cmp.Diff([]api.RuntimeAudit{runtimeEvent(1), runtimeEvent(2)}, got); diff != "" {
 			t.Errorf("events -o json (-want +got):\n%s", diff)
 		}
 	})
@@ -187,7 +190,7 @@ func TestEventsFollow(t *testing.T) {
 			waitUntil("the first poll", func() bool { return feed.requests() > 0 })
 			feed.add(runtimeEvent(1))
 			waitUntil("event 1", func() bool { return strings.Contains(stdout.String(), "exec /bin/true 1 ") })
-			var burst []runtimeAudit
+			var burst []api.RuntimeAudit
 			for n := 2; n <= maxEventPage+2; n++ {
 				burst = append(burst, runtimeEvent(n))
 			}
@@ -207,7 +210,7 @@ func TestEventsFollow(t *testing.T) {
 			var seen []string
 			for i, l := range lines {
 				if output == "json" {
-					var a runtimeAudit
+					var a api.RuntimeAudit
 					if err := json.Unmarshal([]byte(l), &a); err != nil {
 						t.Fatalf("line %d %q is not one JSON object: %v", i+1, l, err)
 					}

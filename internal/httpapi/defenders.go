@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"bulwark/api"
 	"bulwark/internal/audit"
 	"bulwark/internal/inventory"
 	"bulwark/internal/policy"
@@ -37,14 +38,6 @@ type IssuedCert struct {
 	NotAfter        time.Time
 }
 
-// bundleJSON is an install bundle: the files `bulwark-defender --bundle DIR` reads.
-type bundleJSON struct {
-	DefenderID string            `json:"defenderID"`
-	ConsoleURL string            `json:"consoleURL"`
-	NotAfter   time.Time         `json:"notAfter"`
-	Files      map[string]string `json:"files"` // name → content
-}
-
 type bundleRequest struct {
 	// ID names the Defender; empty: a random one.
 	ID string `json:"id,omitempty"`
@@ -58,14 +51,14 @@ func newDefenderID() (string, error) {
 	return "defender-" + hex.EncodeToString(b), nil
 }
 
-func (s *Server) makeBundle(id string, c IssuedCert) (bundleJSON, error) {
+func (s *Server) makeBundle(id string, c IssuedCert) (api.Bundle, error) {
 	info, err := json.MarshalIndent(map[string]any{
 		"defenderID": id, "consoleURL": s.fleet.ChannelURL(), "issuedAt": s.cfg.Now().UTC(), "notAfter": c.NotAfter.UTC(),
 	}, "", "  ")
 	if err != nil {
-		return bundleJSON{}, err
+		return api.Bundle{}, err
 	}
-	return bundleJSON{
+	return api.Bundle{
 		DefenderID: id, ConsoleURL: s.fleet.ChannelURL(), NotAfter: c.NotAfter,
 		Files: map[string]string{
 			"ca.pem":           string(s.fleet.CACertPEM()),
@@ -169,34 +162,13 @@ func (s *Server) revokeDefender(w http.ResponseWriter, r *http.Request, p princi
 	return nil
 }
 
-// defenderJSON is a Defender as GET /api/v1/defenders shows it.
-type defenderJSON struct {
-	ID             string            `json:"_id"`
-	Hostname       string            `json:"hostname"`
-	HostNetwork    bool              `json:"hostNetwork"`
-	Version        string            `json:"version"`
-	OS             string            `json:"os,omitempty"`
-	Kernel         string            `json:"kernel,omitempty"`
-	Runtimes       []string          `json:"runtimes"`
-	Capabilities   []string          `json:"capabilities"`
-	Connected      bool              `json:"connected"`
-	LastSeen       time.Time         `json:"lastModified,omitzero"`
-	CertExpiration time.Time         `json:"certificateExpiration,omitzero"`
-	Revoked        bool              `json:"revoked"`
-	SpoolDepth     uint64            `json:"spoolDepth"`
-	EventsDropped  uint64            `json:"eventsDropped"`
-	StoredSeq      uint64            `json:"storedSeq"`
-	PolicyRevision int64             `json:"policyRevision"`
-	Sensor         *inventory.Sensor `json:"sensor,omitempty"`
-}
-
 func (s *Server) listDefenders(w http.ResponseWriter, r *http.Request, _ principal) error {
 	ds, err := s.store.Defenders(r.Context())
 	if err != nil {
 		return fmt.Errorf("list defenders: %w", err)
 	}
 	q := r.URL.Query()
-	out := make([]defenderJSON, 0, len(ds))
+	out := make([]api.Defender, 0, len(ds))
 	for _, d := range ds {
 		if c := q.Get("connected"); c != "" && (c == "true") != d.Connected {
 			continue
@@ -204,7 +176,7 @@ func (s *Server) listDefenders(w http.ResponseWriter, r *http.Request, _ princip
 		if h := q.Get("hostname"); h != "" && h != d.Hostname {
 			continue
 		}
-		out = append(out, defenderJSON{
+		out = append(out, api.Defender{
 			ID: d.ID, Hostname: d.Hostname, HostNetwork: d.HostNetwork, Version: d.Version, OS: d.OS, Kernel: d.Kernel,
 			Runtimes: nonNil(d.Runtimes), Capabilities: nonNil(d.Capabilities), Connected: d.Connected, LastSeen: d.LastSeen,
 			CertExpiration: d.CertNotAfter, Revoked: d.Revoked, SpoolDepth: d.SpoolDepth, EventsDropped: d.EventsDropped,

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"bulwark/api"
 	"bulwark/internal/event"
 )
 
@@ -59,23 +60,6 @@ func allRuntimeKinds() []string {
 		all = append(all, runtimeAuditKinds[typ]...)
 	}
 	return all
-}
-
-// runtimeAuditJSON is one runtime audit, in the shape of Prisma's, with the
-// event's kind and whole Runtime for detail.
-type runtimeAuditJSON struct {
-	ID            string          `json:"_id"` // defenderID:seq
-	Time          time.Time       `json:"time"`
-	Hostname      string          `json:"hostname"`
-	ContainerID   string          `json:"containerId,omitempty"`
-	ContainerName string          `json:"containerName,omitempty"`
-	ImageName     string          `json:"imageName,omitempty"`
-	PID           uint32          `json:"pid"`
-	User          string          `json:"user"` // the UID
-	Type          string          `json:"type"`
-	Msg           string          `json:"msg"`
-	Kind          string          `json:"kind"`
-	Event         json.RawMessage `json:"event"`
 }
 
 // encodeCursor makes the opaque ?after= value of a position.
@@ -162,7 +146,7 @@ func (s *Server) listRuntimeAudits(w http.ResponseWriter, r *http.Request, conta
 		return fmt.Errorf("list runtime audits: %w", err)
 	}
 	hostnames := map[string]string{} // Defender ID → hostname, for events that do not name their host
-	out := make([]runtimeAuditJSON, 0, len(events))
+	out := make([]api.RuntimeAudit, 0, len(events))
 	for _, e := range events {
 		a, rt := toRuntimeAudit(e)
 		if rt.Host == "" {
@@ -202,10 +186,10 @@ func (s *Server) defenderHostnames(r *http.Request, m map[string]string) error {
 
 // toRuntimeAudit renders an event; data that is not a Runtime leaves the
 // fields it would fill empty.
-func toRuntimeAudit(e event.Event) (runtimeAuditJSON, event.Runtime) {
+func toRuntimeAudit(e event.Event) (api.RuntimeAudit, event.Runtime) {
 	var rt event.Runtime
 	_ = json.Unmarshal(e.Data, &rt) // the store holds what Defenders sent; show what can be read
-	a := runtimeAuditJSON{
+	a := api.RuntimeAudit{
 		ID:       e.DefenderID + ":" + strconv.FormatUint(e.Seq, 10),
 		Time:     e.Time,
 		Hostname: rt.Host,
