@@ -67,6 +67,15 @@ func (f *eventFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(page)
 }
 
+// compactJSON compares raw JSON by value, not by layout: the CLI indents.
+var compactJSON = cmp.Transformer("compact", func(r json.RawMessage) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, r); err != nil {
+		return string(r)
+	}
+	return b.String()
+})
+
 func runtimeEvent(n int) api.RuntimeAudit {
 	return api.RuntimeAudit{
 		ID: fmt.Sprintf("d1:%d", n), Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Hostname: "node-1",
@@ -147,7 +156,7 @@ func TestEventsFilters(t *testing.T) {
 
 	t.Run("json", func(t *testing.T) {
 		got := decode[[]api.RuntimeAudit](t, mustRun(t, env, "", "events", "-o", "json"))
-		if diff := cmp.Diff([]api.RuntimeAudit{runtimeEvent(1), runtimeEvent(2)}, got); diff != "" {
+		if diff := cmp.Diff([]api.RuntimeAudit{runtimeEvent(1), runtimeEvent(2)}, got, compactJSON); diff != "" {
 			t.Errorf("events -o json (-want +got):\n%s", diff)
 		}
 	})
