@@ -2,6 +2,7 @@ package compliance
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -121,6 +122,42 @@ type Rule struct {
 	Effect Effect `json:"effect,omitempty"`
 	// Checks override the effect per check slug.
 	Checks map[string]Effect `json:"checks,omitempty"`
+	// Condition is Prisma's way of enabling checks: when set, the listed
+	// checks alert (or block) and every other check is ignored. Checks
+	// still overrides it per slug.
+	Condition *Condition `json:"condition,omitempty"`
+	// FailClosed refuses a container when the Defender cannot be asked in
+	// time (the runc shim); by default the shim fails open.
+	FailClosed bool `json:"failClosed,omitempty"`
+	// Notes, Owner and Modified are kept as the user wrote them (Prisma
+	// clients send them back).
+	Notes    string `json:"notes,omitempty"`
+	Owner    string `json:"owner,omitempty"`
+	Modified string `json:"modified,omitempty"`
+}
+
+// Condition lists the checks a rule enables, in Prisma's shape
+// (`condition.vulnerabilities`, a historical name for compliance checks too).
+type Condition struct {
+	Checks []CheckRef `json:"vulnerabilities"`
+}
+
+// CheckRef names one check of a Condition: by Prisma ID (Docker or CRI,
+// 5515 or 515) as Prisma clients do, or by slug for checks that have no
+// Prisma ID. Block turns the alert into a block.
+type CheckRef struct {
+	ID    int    `json:"id,omitempty"`
+	Check string `json:"check,omitempty"`
+	Block bool   `json:"block,omitempty"`
+}
+
+// Matches reports whether the reference names check c.
+func (r CheckRef) Matches(c Check) bool {
+	if r.Check != "" {
+		return r.Check == c.Slug
+	}
+	id := strconv.Itoa(r.ID)
+	return r.ID != 0 && (id == c.DockerID || id == c.CRIID)
 }
 
 // Matches reports whether the rule is enabled and scopes r.
@@ -135,6 +172,16 @@ func (r Rule) Matches(res Resource) bool {
 func (r Rule) EffectFor(c Check) Effect {
 	if e, ok := r.Checks[c.Slug]; ok && e != EffectDefault {
 		return e
+	}
+	if r.Condition != nil {
+		i := slices.IndexFunc(r.Condition.Checks, func(ref CheckRef) bool { return ref.Matches(c) })
+		switch {
+		case i < 0:
+			return EffectIgnore
+		case r.Condition.Checks[i].Block:
+			return EffectBlock
+		}
+		return EffectAlert
 	}
 	if r.Effect != EffectDefault {
 		return r.Effect
@@ -245,6 +292,24 @@ func Apply(rules []Rule, w Workload, opts Options) []Finding {
 		}
 		if effect != EffectIgnore {
 			f.Effect = effect
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// ApplyHost evaluates h and keeps the findings that the rule deciding for
+// the host does not ignore, with Finding.Effect set.
+func ApplyHost(rules []Rule, h Host) []Finding {
+	rule, ok := Decide(rules, Resource{Host: h.Name})
+	if !ok {
+		return nil
+	}
+	var out []Finding
+	for _, f := range EvaluateHost(h) {
+		c, _ := Lookup(f.Check)
+		if e := rule.EffectFor(c); e != EffectIgnore {
+			f.Effect = e
 			out = append(out, f)
 		}
 	}
