@@ -377,11 +377,11 @@ func TestBurstLossIsReported(t *testing.T) {
 	}
 	// Every missing create is accounted for. The Defender watches sensitive
 	// paths host-wide, so a write by another process during the burst may be
-	// lost too and counted with ours; a count cannot tell them apart, hence
-	// a slack above (never below: missing events must all be reported). (internal/sensor's loss test limits the sensor to its
-	// own process and checks the sum exactly.) The slack is 5 % of the
-	// burst: a build running beside the test (a developer's machine) loses a
-	// few dozen such writes in the same seconds.
+	// lost too and counted with ours; a count cannot tell them apart, hence a
+	// slack above, never below: every missing event must be reported.
+	// (internal/sensor's loss test limits the sensor to its own process and
+	// checks the sum exactly.) The slack is 5 % of the burst: a build running
+	// beside the test loses a few dozen such writes in the same seconds.
 	const slack = n / 20
 	if arrived+lostFile < n || arrived+lostFile > n+slack {
 		t.Errorf("arrived %d + reported lost %d = %d, want the %d produced (up to %d more from other processes)", arrived, lostFile, arrived+lostFile, n, slack)
