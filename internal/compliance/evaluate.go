@@ -15,6 +15,31 @@ type Options struct {
 	// AllowedSysctls extend the Pod Security Standards' safe sysctls (the
 	// newest list) for the sysctls check.
 	AllowedSysctls []string
+	// Evaluators add findings that this package cannot compute itself: the
+	// Pod Security Standards profiles (k8s adapter), custom checks written in
+	// Rego. Their findings pass through Checks and Skip like the catalog's.
+	Evaluators []Evaluator
+	// Custom are user-defined checks (their findings come from Evaluators);
+	// rules and policies may name them like the catalog's checks.
+	Custom []Check
+}
+
+// Evaluator computes findings for a workload outside the catalog's own
+// evaluation.
+type Evaluator interface {
+	Evaluate(Workload) []Finding
+}
+
+// lookup finds a check in the catalog or among the custom checks.
+func (o Options) lookup(slug string) (Check, bool) {
+	if c, ok := Lookup(slug); ok {
+		return c, true
+	}
+	i := slices.IndexFunc(o.Custom, func(c Check) bool { return c.Slug == slug })
+	if i < 0 {
+		return Check{}, false
+	}
+	return o.Custom[i], true
 }
 
 func (o Options) selects(slug string) bool {
@@ -25,8 +50,8 @@ func (o Options) selects(slug string) bool {
 }
 
 // Evaluate runs the selected workload checks on w and returns the findings
-// in catalog order. External checks (PSS profiles, exec audits, manual
-// items) are not evaluated here.
+// in catalog order, then those of opts.Evaluators. External checks (PSS
+// profiles, exec audits, manual items) are not evaluated here.
 func Evaluate(w Workload, opts Options) []Finding {
 	e := &env{w: &w, opts: &opts, cri: w.RuntimeIsCRI()}
 	e.index()
@@ -36,6 +61,13 @@ func Evaluate(w Workload, opts Options) []Finding {
 		}
 		e.check = &c
 		c.eval(e)
+	}
+	for _, ev := range opts.Evaluators {
+		for _, f := range ev.Evaluate(w) {
+			if opts.selects(f.Check) {
+				e.out = append(e.out, f)
+			}
+		}
 	}
 	return e.out
 }

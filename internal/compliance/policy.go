@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -34,9 +35,11 @@ func DefaultPolicy(policyType string) Policy {
 var ErrInvalidPolicy = errors.New("invalid compliance policy")
 
 // ParsePolicy decodes and validates a policy document. Unknown fields,
-// unnamed or duplicate rules, unknown effects and checks that are not in the
-// catalog are refused with an error that names the rule and the field.
-func ParsePolicy(doc []byte) (Policy, error) {
+// unnamed or duplicate rules, unknown effects and checks that are neither in
+// the catalog nor among custom are refused with an error that names the rule
+// and the field.
+func ParsePolicy(doc []byte, custom ...Check) (Policy, error) {
+	opts := Options{Custom: custom}
 	var p Policy
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.DisallowUnknownFields()
@@ -63,7 +66,7 @@ func ParsePolicy(doc []byte) (Policy, error) {
 			problems = append(problems, fmt.Sprintf("%s.effect: %q is not ignore, alert or block", at, r.Effect))
 		}
 		for slug, e := range r.Checks {
-			if _, ok := Lookup(slug); !ok {
+			if _, ok := opts.lookup(slug); !ok {
 				problems = append(problems, fmt.Sprintf("%s.checks: no check %q in the catalog", at, slug))
 			}
 			if !e.valid() {
@@ -72,7 +75,7 @@ func ParsePolicy(doc []byte) (Policy, error) {
 		}
 		if r.Condition != nil {
 			for j, ref := range r.Condition.Checks {
-				if !ref.known() {
+				if !ref.known(custom) {
 					problems = append(problems, fmt.Sprintf("%s.condition.vulnerabilities[%d]: %s is not a check in the catalog", at, j, ref))
 				}
 			}
@@ -92,13 +95,8 @@ func (e Effect) valid() bool {
 	return false
 }
 
-func (r CheckRef) known() bool {
-	for _, c := range Catalog() {
-		if r.Matches(c) {
-			return true
-		}
-	}
-	return false
+func (r CheckRef) known(custom []Check) bool {
+	return slices.ContainsFunc(Catalog(), r.Matches) || slices.ContainsFunc(custom, r.Matches)
 }
 
 // String names the reference as the user wrote it: "id 5515" or "check \"net-raw\"".

@@ -2,6 +2,7 @@ package compliance_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,5 +95,34 @@ func TestApplyHost(t *testing.T) {
 	}
 	if got := compliance.ApplyHost(rules[:1], h); got != nil {
 		t.Errorf("ApplyHost(no rule for the host) = %v, want nil", got)
+	}
+}
+
+// fixedEvaluator reports one finding of its check on every workload.
+type fixedEvaluator struct{ check compliance.Check }
+
+func (e fixedEvaluator) Evaluate(compliance.Workload) []compliance.Finding {
+	return []compliance.Finding{{Check: e.check.Slug, PrismaID: e.check.DockerID, Severity: e.check.Severity, Title: e.check.Title}}
+}
+
+func TestApplyCustomChecks(t *testing.T) {
+	custom := compliance.Check{Slug: "acme-no-debug", DockerID: "9001", Severity: compliance.SeverityLow, Title: "No debug images"}
+	w := defenderDaemonSet("example/agent:1", "agent")
+	opts := compliance.Options{Evaluators: []compliance.Evaluator{fixedEvaluator{custom}}, Custom: []compliance.Check{custom}}
+
+	p, err := compliance.ParsePolicy([]byte(`{"rules":[{"name":"custom","condition":{"vulnerabilities":[{"id":9001,"block":true}]}}]}`), custom)
+	if err != nil {
+		t.Fatalf("ParsePolicy(rule naming custom check 9001) error: %v", err)
+	}
+	got := compliance.Apply(p.Rules, w, opts)
+	if len(got) != 1 || got[0].Check != custom.Slug || got[0].Effect != compliance.EffectBlock {
+		t.Errorf("Apply(custom rule) = %v, want one blocking %s finding", got, custom.Slug)
+	}
+	if _, err := compliance.ParsePolicy([]byte(`{"rules":[{"name":"custom","condition":{"vulnerabilities":[{"id":9001}]}}]}`)); err == nil {
+		t.Errorf("ParsePolicy(rule naming 9001) without the custom check succeeded")
+	}
+	opts.Skip = []string{custom.Slug}
+	if got := compliance.Evaluate(w, opts); slices.ContainsFunc(got, func(f compliance.Finding) bool { return f.Check == custom.Slug }) {
+		t.Errorf("Evaluate(Skip %s) still reports it: %v", custom.Slug, got)
 	}
 }

@@ -274,11 +274,10 @@ func Apply(rules []Rule, w Workload, opts Options) []Finding {
 		rule, ok := Decide(rules, res)
 		ds = append(ds, decided{res, rule, ok})
 	}
-	catalog := Catalog()
 	var out []Finding
 	for _, f := range findings {
-		i := slices.IndexFunc(catalog, func(c Check) bool { return c.Slug == f.Check })
-		if i < 0 {
+		c, ok := opts.lookup(f.Check)
+		if !ok {
 			continue
 		}
 		effect := EffectIgnore
@@ -286,7 +285,7 @@ func Apply(rules []Rule, w Workload, opts Options) []Finding {
 			if !d.ok || (f.Container != "" && d.res.Container != f.Container) {
 				continue
 			}
-			if e := d.rule.EffectFor(catalog[i]); e.rank() > effect.rank() {
+			if e := d.rule.EffectFor(c); e.rank() > effect.rank() {
 				effect = e
 			}
 		}
