@@ -70,6 +70,13 @@ func TestRBACMatrix(t *testing.T) {
 		{"GET", "/api/v1/defenders/summary", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"POST", "/api/v1/defenders/{id}/revoke", noBody, []string{"admin", "operator", "defender-manager"}, "", 404},
 		{"POST", "/api/v1/defenders/{id}/renew", noBody, []string{"admin", "operator", "defender-manager"}, "", 404},
+		{"GET", "/api/v1/policies/compliance/container", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/policies/compliance/container", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/policies/compliance/host", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/policies/compliance/host", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/stats/compliance", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/containers", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/hosts", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"GET", "/api/v1/policies/{type}", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"PUT", "/api/v1/policies/{type}", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
 	}

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"bulwark/internal/auth"
+	"bulwark/internal/compliance"
 	"bulwark/internal/credential"
 	"bulwark/internal/store"
 )
@@ -25,6 +27,9 @@ type Config struct {
 	BcryptCost int
 	OpenAPI    []byte // the spec served at /api/v1/openapi.yaml
 	Now        func() time.Time
+	// ComplianceChecks returns the checks beyond the catalog (custom
+	// compliance checks) that compliance policies may name; nil: none.
+	ComplianceChecks func(ctx context.Context) ([]compliance.Check, error)
 }
 
 // Server is the REST API. It is an http.Handler.
@@ -110,6 +115,13 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/defenders/summary", auth.PermRead, s.defendersSummary},
 		{"POST", "/api/v1/defenders/{id}/revoke", auth.PermManageDefenders, s.revokeDefender},
 		{"POST", "/api/v1/defenders/{id}/renew", auth.PermManageDefenders, s.renewBundle},
+		{"GET", "/api/v1/policies/compliance/container", auth.PermRead, s.getCompliancePolicy(containerCompliancePolicy)},
+		{"PUT", "/api/v1/policies/compliance/container", auth.PermWritePolicy, s.putCompliancePolicy(containerCompliancePolicy)},
+		{"GET", "/api/v1/policies/compliance/host", auth.PermRead, s.getCompliancePolicy(hostCompliancePolicy)},
+		{"PUT", "/api/v1/policies/compliance/host", auth.PermWritePolicy, s.putCompliancePolicy(hostCompliancePolicy)},
+		{"GET", "/api/v1/stats/compliance", auth.PermRead, s.complianceStats},
+		{"GET", "/api/v1/containers", auth.PermRead, s.listComplianceContainers},
+		{"GET", "/api/v1/hosts", auth.PermRead, s.listComplianceHosts},
 		{"GET", "/api/v1/policies/{type...}", auth.PermRead, s.getPolicy},
 		{"PUT", "/api/v1/policies/{type...}", auth.PermWritePolicy, s.putPolicy},
 	}
