@@ -149,6 +149,10 @@ type CheckRef struct {
 	ID    int    `json:"id,omitempty"`
 	Check string `json:"check,omitempty"`
 	Block bool   `json:"block,omitempty"`
+	// MinSeverity is accepted as Prisma's documented examples send it; it
+	// only matters to Prisma's vulnerability-count checks, which Bulwark's
+	// compliance catalog does not have, so it changes nothing here.
+	MinSeverity int `json:"minSeverity,omitempty"`
 }
 
 // Matches reports whether the reference names check c.
