@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -164,6 +165,7 @@ func TestDenyShapes(t *testing.T) {
 			want: []compliance.Finding{{Message: `m (container "nope")`}},
 		},
 		{name: "empty set", deny: `deny contains "never" if { false }`},
+		{name: "rego.v1 import", deny: "import rego.v1\ndeny contains \"v1\"", want: []compliance.Finding{{Message: "v1"}}},
 		{name: "number", deny: `deny contains 42`, wantErr: "deny element 0 is a number; want a string or an object with msg"},
 		{name: "object without msg", deny: `deny contains {"path": "x"}`, wantErr: "deny element 0: the object has no msg"},
 		{name: "msg not a string", deny: `deny contains {"msg": 1}`, wantErr: "deny element 0: msg is a number, not a string"},
@@ -462,13 +464,26 @@ func FuzzCompile(f *testing.F) {
 	})
 }
 
+// BenchmarkEvaluate measures one workload (a Deployment with three
+// containers): the catalog alone for reference, then with one and with the
+// three checks of testdata/ as Evaluators.
 func BenchmarkEvaluate(b *testing.B) {
-	ev := compile(b, testChecks(b), rego.Config{})
 	w := deployment()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ev.EvaluateContext(context.Background(), w); err != nil {
-			b.Fatal(err)
+	checks := testChecks(b)
+	b.Run("catalog", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			compliance.Evaluate(w, compliance.Options{})
 		}
+	})
+	for _, n := range []int{1, 3} {
+		ev := compile(b, checks[:n], rego.Config{})
+		opts := compliance.Options{Evaluators: []compliance.Evaluator{ev}, Custom: ev.Checks()}
+		b.Run(fmt.Sprintf("catalog+%d rego", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				compliance.Evaluate(w, opts)
+			}
+		})
 	}
 }
