@@ -374,6 +374,7 @@ func (e *Evaluator) EvaluateContext(ctx context.Context, w compliance.Workload) 
 	if err != nil {
 		return nil, fmt.Errorf("encode workload as rego input: %w", err)
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	containers := containerNames(w)
@@ -384,7 +385,10 @@ func (e *Evaluator) EvaluateContext(ctx context.Context, w compliance.Workload) 
 	for _, c := range e.checks {
 		fs, err := c.eval(ctx, input, containers)
 		if err != nil {
-			if ctx.Err() != nil {
+			switch {
+			case parent.Err() != nil:
+				err = fmt.Errorf("stopped: %w", parent.Err())
+			case ctx.Err() != nil:
 				err = fmt.Errorf("timed out after %s: %w", e.timeout, ctx.Err())
 			}
 			errs = append(errs, &EvalError{ID: c.ID, Slug: c.Slug, Err: err})
