@@ -79,6 +79,12 @@ func TestRBACMatrix(t *testing.T) {
 		{"GET", "/api/v1/hosts", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"GET", "/api/v1/policies/{type}", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"PUT", "/api/v1/policies/{type}", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/custom-compliance", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/custom-compliance", func(string) string {
+			return `{"_id":9000,"name":"rbac","severity":"low","script":"package rbac\ndeny contains \"m\" if false"}`
+		}, []string{"admin", "operator"}, "", 200},
+		// A non-numeric ID: the role check passed when the answer is 400.
+		{"DELETE", "/api/v1/custom-compliance/{id}", noBody, []string{"admin", "operator"}, "", 400},
 	}
 
 	// Every endpoint of the API is in the matrix.

@@ -124,6 +124,9 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/hosts", auth.PermRead, s.listComplianceHosts},
 		{"GET", "/api/v1/policies/{type...}", auth.PermRead, s.getPolicy},
 		{"PUT", "/api/v1/policies/{type...}", auth.PermWritePolicy, s.putPolicy},
+		{"GET", "/api/v1/custom-compliance", auth.PermRead, s.listCustomCompliance},
+		{"PUT", "/api/v1/custom-compliance", auth.PermWritePolicy, s.putCustomCompliance},
+		{"DELETE", "/api/v1/custom-compliance/{id}", auth.PermWritePolicy, s.deleteCustomCompliance},
 	}
 }
 
