@@ -39,19 +39,6 @@ var (
 	hostCompliancePolicy      = compliancePolicy{"compliance/host", compliance.PolicyTypeHost}
 )
 
-// complianceChecks are the checks beyond the catalog that compliance
-// policies may name: the custom checks, when the assembly supplies them.
-func (s *Server) complianceChecks(ctx context.Context) ([]compliance.Check, error) {
-	if s.cfg.ComplianceChecks == nil {
-		return nil, nil
-	}
-	checks, err := s.cfg.ComplianceChecks(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("custom compliance checks: %w", err)
-	}
-	return checks, nil
-}
-
 // getCompliancePolicy answers GET /api/v1/policies/compliance/{container,host}
 // in Prisma's shape: the stored policy, or the built-in one when none was
 // ever set, always with _id and policyType.
@@ -95,31 +82,32 @@ func (s *Server) putCompliancePolicy(cp compliancePolicy) func(http.ResponseWrit
 		if err := decodeJSON(w, r, &doc); err != nil {
 			return err
 		}
-		custom, err := s.complianceChecks(r.Context())
-		if err != nil {
-			return err
-		}
-		p, err := compliance.ParsePolicy(doc, custom...)
-		if err != nil {
-			return badRequest("%v", err)
-		}
-		for _, f := range []struct{ name, got string }{{"policyType", p.PolicyType}, {"_id", p.ID}} {
-			if f.got != "" && f.got != cp.prisma {
-				return badRequest("%s %q does not belong at %s: want %q or none", f.name, f.got, r.URL.Path, cp.prisma)
-			}
-		}
-		p.ID, p.PolicyType = cp.prisma, cp.prisma
-		norm, err := json.Marshal(p)
-		if err != nil {
-			return fmt.Errorf("encode policy: %w", err)
-		}
-		names := make([]string, len(p.Rules))
-		for i, rule := range p.Rules {
-			names[i] = strconv.Quote(rule.Name)
-		}
+		// Validated inside the transaction that stores it, against the custom
+		// checks stored then: a check deleted meanwhile cannot slip in.
 		var rev int64
-		err = s.change(r, pr, audit.TypePolicy, func(ctx context.Context, tx store.Writer) (string, error) {
-			var err error
+		err := s.change(r, pr, audit.TypePolicy, func(ctx context.Context, tx store.Writer) (string, error) {
+			custom, err := s.customChecks(ctx, tx)
+			if err != nil {
+				return "", err
+			}
+			p, err := compliance.ParsePolicy(doc, custom...)
+			if err != nil {
+				return "", badRequest("%v", err)
+			}
+			for _, f := range []struct{ name, got string }{{"policyType", p.PolicyType}, {"_id", p.ID}} {
+				if f.got != "" && f.got != cp.prisma {
+					return "", badRequest("%s %q does not belong at %s: want %q or none", f.name, f.got, r.URL.Path, cp.prisma)
+				}
+			}
+			p.ID, p.PolicyType = cp.prisma, cp.prisma
+			norm, err := json.Marshal(p)
+			if err != nil {
+				return "", fmt.Errorf("encode policy: %w", err)
+			}
+			names := make([]string, len(p.Rules))
+			for i, rule := range p.Rules {
+				names[i] = strconv.Quote(rule.Name)
+			}
 			rev, err = tx.PutPolicy(ctx, cp.typ, norm)
 			return fmt.Sprintf("replaced %s policy (revision %d) with %d rules: %s", cp.typ, rev, len(p.Rules), strings.Join(names, ", ")), err
 		})
@@ -281,7 +269,7 @@ func (s *Server) complianceStats(w http.ResponseWriter, r *http.Request, _ princ
 
 // checkCatalog returns the catalog and the custom checks by slug.
 func (s *Server) checkCatalog(ctx context.Context) (map[string]compliance.Check, error) {
-	custom, err := s.complianceChecks(ctx)
+	custom, err := s.customChecks(ctx, s.store)
 	if err != nil {
 		return nil, err
 	}

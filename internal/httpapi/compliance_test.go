@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -28,8 +26,8 @@ type pushRecorder struct {
 
 func (p *pushRecorder) PolicyChanged(snap policy.Snapshot) { p.pushed = append(p.pushed, snap) }
 
-// TestCompliancePolicyCustomChecks: the seam for custom checks. A policy may
-// name a check that Config.ComplianceChecks supplies, and only then.
+// TestCompliancePolicyCustomChecks: a compliance policy may name a custom
+// check, by ID or slug, once it is stored, and not before.
 func TestCompliancePolicyCustomChecks(t *testing.T) {
 	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "bulwark.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -47,61 +45,52 @@ func TestCompliancePolicyCustomChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	custom := compliance.Check{Slug: "no-docker-hub", DockerID: "9001", CRIID: "9001", Severity: compliance.SeverityHigh, Title: "Images come from our registry", AppliesTo: []compliance.Scope{compliance.ScopeRuntime}}
-	var checksErr error
-	supply := func(context.Context) ([]compliance.Check, error) { return []compliance.Check{custom}, checksErr }
-
+	fleet := &pushRecorder{}
+	s, err := New(Config{SigningKey: make([]byte, 32), BcryptCost: 4}, db, fleet, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(path, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPut, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth("admin", "admin-password")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec
+	}
 	const (
-		byID   = `{"rules":[{"name":"registry","condition":{"vulnerabilities":[{"id":9001,"block":true}]}}]}`
+		byID   = `{"rules":[{"name":"registry","condition":{"vulnerabilities":[{"id":9000,"block":true}]}}]}`
 		bySlug = `{"rules":[{"name":"registry","checks":{"no-docker-hub":"alert"}}]}`
 	)
-	tests := []struct {
-		name       string
-		checks     func(context.Context) ([]compliance.Check, error)
-		checksErr  error
-		body       string
-		wantStatus int
-		wantErr    string
-	}{
-		{"custom ID without the seam", nil, nil, byID, 400, "rules[0].condition.vulnerabilities[0]: id 9001 is not a check"},
-		{"custom slug without the seam", nil, nil, bySlug, 400, `rules[0].checks: no check "no-docker-hub"`},
-		{"custom ID", supply, nil, byID, 200, ""},
-		{"custom slug", supply, nil, bySlug, 200, ""},
-		{"the seam fails", supply, errors.New("store down"), byID, 500, "internal error"},
+	for body, want := range map[string]string{
+		byID:   "rules[0].condition.vulnerabilities[0]: id 9000 is not a check",
+		bySlug: `rules[0].checks: no check "no-docker-hub"`,
+	} {
+		rec := put("/api/v1/policies/compliance/container", body)
+		var e struct{ Err string }
+		if rec.Code != http.StatusBadRequest || json.Unmarshal(rec.Body.Bytes(), &e) != nil || !strings.Contains(e.Err, want) {
+			t.Errorf("PUT %s before the custom check exists = %d %s, want 400 mentioning %q", body, rec.Code, rec.Body, want)
+		}
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			checksErr = tc.checksErr
-			fleet := &pushRecorder{}
-			s, err := New(Config{SigningKey: make([]byte, 32), BcryptCost: 4, ComplianceChecks: tc.checks}, db, fleet, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req := httptest.NewRequestWithContext(t.Context(), http.MethodPut, "/api/v1/policies/compliance/container", strings.NewReader(tc.body))
-			req.Header.Set("Content-Type", "application/json")
-			req.SetBasicAuth("admin", "admin-password")
-			rec := httptest.NewRecorder()
-			s.ServeHTTP(rec, req)
-			if rec.Code != tc.wantStatus {
-				t.Fatalf("PUT %s = %d %s, want %d", tc.body, rec.Code, rec.Body, tc.wantStatus)
-			}
-			if tc.wantStatus != 200 {
-				var e struct{ Err string }
-				if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || !strings.Contains(e.Err, tc.wantErr) {
-					t.Errorf("PUT %s: err = %q (%v), want it to contain %q", tc.body, e.Err, err, tc.wantErr)
-				}
-				if len(fleet.pushed) != 0 {
-					t.Errorf("PUT %s refused, yet pushed %d snapshots", tc.body, len(fleet.pushed))
-				}
-				return
-			}
-			if len(fleet.pushed) != 1 {
-				t.Fatalf("PUT %s pushed %d snapshots, want 1", tc.body, len(fleet.pushed))
-			}
-			p, err := compliance.ParsePolicy(fleet.pushed[0].Policies["compliance/container"], custom)
-			if err != nil || p.PolicyType != compliance.PolicyTypeContainer || p.ID != compliance.PolicyTypeContainer || len(p.Rules) != 1 || p.Rules[0].Name != "registry" {
-				t.Errorf("pushed compliance/container = %s (%v), want the registry rule with _id and policyType", fleet.pushed[0].Policies["compliance/container"], err)
-			}
-		})
+	if len(fleet.pushed) != 0 {
+		t.Fatalf("refused policies pushed %d snapshots", len(fleet.pushed))
+	}
+
+	check := `{"name":"no-docker-hub","severity":"high","script":"package hub\ndeny contains \"from docker.io\" if startswith(input.runtime.image.value, \"docker.io/\")\n"}`
+	if rec := put("/api/v1/custom-compliance", check); rec.Code != http.StatusOK {
+		t.Fatalf("PUT /api/v1/custom-compliance = %d %s", rec.Code, rec.Body)
+	}
+	for _, body := range []string{byID, bySlug} {
+		fleet.pushed = nil
+		if rec := put("/api/v1/policies/compliance/container", body); rec.Code != http.StatusOK {
+			t.Fatalf("PUT %s = %d %s, want 200 once the custom check exists", body, rec.Code, rec.Body)
+		}
+		if len(fleet.pushed) != 1 {
+			t.Fatalf("PUT %s pushed %d snapshots, want 1", body, len(fleet.pushed))
+		}
+		p, err := compliance.ParsePolicy(fleet.pushed[0].Policies["compliance/container"], compliance.Check{Slug: "no-docker-hub", DockerID: "9000", CRIID: "9000"})
+		if err != nil || p.PolicyType != compliance.PolicyTypeContainer || p.ID != compliance.PolicyTypeContainer || len(p.Rules) != 1 || p.Rules[0].Name != "registry" {
+			t.Errorf("pushed compliance/container = %s (%v), want the registry rule with _id and policyType", fleet.pushed[0].Policies["compliance/container"], err)
+		}
 	}
 }

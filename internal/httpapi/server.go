@@ -4,7 +4,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"bulwark/internal/auth"
-	"bulwark/internal/compliance"
 	"bulwark/internal/credential"
 	"bulwark/internal/store"
 )
@@ -27,9 +25,6 @@ type Config struct {
 	BcryptCost int
 	OpenAPI    []byte // the spec served at /api/v1/openapi.yaml
 	Now        func() time.Time
-	// ComplianceChecks returns the checks beyond the catalog (custom
-	// compliance checks) that compliance policies may name; nil: none.
-	ComplianceChecks func(ctx context.Context) ([]compliance.Check, error)
 }
 
 // Server is the REST API. It is an http.Handler.
