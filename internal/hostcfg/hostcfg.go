@@ -216,3 +216,17 @@ func (h *reader) name(m map[uint32]string, id uint32) string {
 	}
 	return strconv.FormatUint(uint64(id), 10)
 }
+
+// Security reports whether the host at root enforces AppArmor and SELinux,
+// from /sys as the root shows it. The runtime checks report a container
+// without a profile or label only on a host that has them.
+func Security(root string) (appArmor, seLinux bool) {
+	f := hostFS{root: root}
+	if b, err := f.readFile("/sys/module/apparmor/parameters/enabled"); err == nil {
+		appArmor = strings.TrimSpace(string(b)) == "Y"
+	}
+	if b, err := f.readFile("/sys/fs/selinux/enforce"); err == nil {
+		seLinux = strings.TrimSpace(string(b)) == "1"
+	}
+	return appArmor, seLinux
+}

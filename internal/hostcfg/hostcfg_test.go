@@ -432,3 +432,26 @@ func TestReadErrors(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestSecurity(t *testing.T) {
+	tests := []struct {
+		name          string
+		files         map[string]string
+		wantAppArmor  bool
+		wantSELinuxOn bool
+	}{
+		{"neither", map[string]string{"/etc/hostname": "x\n"}, false, false},
+		{"AppArmor", map[string]string{"/sys/module/apparmor/parameters/enabled": "Y\n"}, true, false},
+		{"AppArmor off", map[string]string{"/sys/module/apparmor/parameters/enabled": "N\n"}, false, false},
+		{"SELinux enforcing", map[string]string{"/sys/fs/selinux/enforce": "1"}, false, true},
+		{"SELinux permissive", map[string]string{"/sys/fs/selinux/enforce": "0"}, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			aa, se := hostcfg.Security(tree(t, tc.files))
+			if aa != tc.wantAppArmor || se != tc.wantSELinuxOn {
+				t.Errorf("Security(%v) = %v, %v; want %v, %v", tc.files, aa, se, tc.wantAppArmor, tc.wantSELinuxOn)
+			}
+		})
+	}
+}
