@@ -80,3 +80,37 @@ func TestRunning(t *testing.T) {
 		t.Errorf("Running(no roots) = %v, %v; want none", got, err)
 	}
 }
+
+func TestCommands(t *testing.T) {
+	h := newHost(t)
+	cfg := h.config()
+	write := func(p, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The container's cgroup and a child cgroup, with three processes (one
+	// gone since the listing), and a sibling container's cgroup.
+	write(filepath.Join(h.cgroup, "web", "cgroup.procs"), "10\n11\n")
+	write(filepath.Join(h.cgroup, "web", "sub", "cgroup.procs"), "12\n13\n")
+	write(filepath.Join(h.cgroup, "other", "cgroup.procs"), "20\n")
+	for pid, comm := range map[string]string{"10": "nginx", "11": "nginx", "12": "sshd", "20": "redis-server"} {
+		write(filepath.Join(h.dir, "proc", pid, "comm"), comm+"\n")
+	}
+	got, err := Commands(cfg, "/web")
+	if err != nil {
+		t.Fatalf("Commands(/web): %v", err)
+	}
+	if want := []string{"nginx", "sshd"}; !cmp.Equal(got, want) {
+		t.Errorf("Commands(/web) = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"", "/", "/absent"} {
+		if got, err := Commands(cfg, bad); err == nil {
+			t.Errorf("Commands(%q) = %q, nil; want an error", bad, got)
+		}
+	}
+}
