@@ -229,7 +229,7 @@ func (c *consoleProc) defender(t testing.TB, id string) defenderView {
 // the sensor.
 func startDefender(t testing.TB, bundleDir, stateDir string, args ...string) *proc {
 	t.Helper()
-	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false"}, args...)...)
+	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false", "--compliance=false"}, args...)...)
 }
 
 // status reads the Defender's status.json; before the Defender has written

@@ -50,6 +50,19 @@ type Config struct {
 	// MetricsAddr serves Prometheus metrics at /metrics; empty: off.
 	MetricsAddr string
 
+	// Compliance evaluates the running containers and the host against the
+	// compliance policies and reports the results (the default).
+	Compliance bool
+	// HostRoot is where the host's file system is seen: "/" on the host,
+	// /proc/1/root (or a hostPath mount) in a container.
+	HostRoot string
+	// ComplianceInterval is how often the containers and the host are
+	// looked at again; only changed results are sent.
+	ComplianceInterval time.Duration
+	// RuncRoots are the runc state roots where containers are found (globs
+	// allowed); nil: runc's, containerd's and docker's defaults.
+	RuncRoots []string
+
 	// SyntheticEvents, a test option, makes the Defender produce this many
 	// numbered events in total (across restarts) at SyntheticRate per second
 	// (0: as fast as possible). Zero, the default, produces none.
@@ -65,6 +78,10 @@ func Default() Config {
 		SpoolMaxBytes: 256 << 20,
 		ProcRoot:      "/proc",
 		Sensor:        true,
+
+		Compliance:         true,
+		HostRoot:           "/",
+		ComplianceInterval: 30 * time.Second,
 	}
 }
 
@@ -86,6 +103,12 @@ func (c Config) Validate() error {
 	if c.RingBufferBytes != 0 && (c.RingBufferBytes < 4096 || c.RingBufferBytes&(c.RingBufferBytes-1) != 0) {
 		errs = append(errs, fmt.Errorf("ring buffer bytes %d: want a power of two, at least 4096", c.RingBufferBytes))
 	}
+	if c.Compliance && c.HostRoot == "" {
+		errs = append(errs, errors.New("host root: empty"))
+	}
+	if c.Compliance && c.ComplianceInterval < time.Second {
+		errs = append(errs, fmt.Errorf("compliance interval %s: want at least 1s", c.ComplianceInterval))
+	}
 	if c.SyntheticRate < 0 {
 		errs = append(errs, errors.New("synthetic rate: negative"))
 	}
@@ -101,7 +124,8 @@ type Defender struct {
 	spool       *spool.Spool
 	ident       identity
 	client      *channel.Client
-	sensing     *sensing // nil: no sensor
+	sensing     *sensing  // nil: no sensor
+	assessor    *assessor // nil: compliance off
 	sensorErr   string
 	metricsAddr atomic.Value // string, once serving
 
@@ -142,6 +166,10 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 	}
 	d.spool = sp
 	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
+	if cfg.Compliance {
+		d.assessor = newAssessor(cfg, d, d.logger)
+		d.assessor.init()
+	}
 	if cfg.Sensor {
 		if d.sensing, err = newSensing(d, cfg, d.logger); err != nil {
 			// Run with what works: the channel, the spool, the policy.
@@ -202,6 +230,9 @@ func (d *Defender) applyPolicy(p bulwarkv1.Policy) error {
 	d.policy, d.policySource = p, "console"
 	d.mu.Unlock()
 	d.logger.Info("enforcing policy", slog.Int64("revision", p.Revision), slog.Int64("previous", cur))
+	if d.assessor != nil {
+		d.assessor.policyChanged()
+	}
 	d.writeStatus()
 	return nil
 }
@@ -279,16 +310,22 @@ type Status struct {
 	Spool          bulwarkv1.SpoolInfo   `json:"spool"`
 	Sensor         *bulwarkv1.SensorInfo `json:"sensor,omitempty"`
 	SensorError    string                `json:"sensorError,omitempty"`
+	Compliance     *ComplianceStatus     `json:"compliance,omitempty"`
 	CertNotAfter   time.Time             `json:"certNotAfter"`
 	UpdatedAt      time.Time             `json:"updatedAt"`
 }
 
 // Status returns the Defender's current status.
 func (d *Defender) Status() Status {
+	var cs *ComplianceStatus
+	if d.assessor != nil {
+		cs = d.assessor.statusInfo()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Status{
-		ID: d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
+		Compliance: cs,
+		ID:         d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
 		Console: d.cfg.ConsoleURL, Connected: d.connected, LastError: d.lastErr,
 		PolicyRevision: d.policy.Revision, PolicySource: d.policySource, Spool: d.spoolInfo(),
 		Sensor: d.sensorInfo(), SensorError: d.sensorErr,
@@ -342,6 +379,9 @@ func (d *Defender) Run(ctx context.Context) error {
 	}
 	if d.cfg.MetricsAddr != "" {
 		g.Go(func() error { return d.serveMetrics(ctx, d.cfg.MetricsAddr) })
+	}
+	if d.assessor != nil {
+		g.Go(func() error { return d.assessor.run(ctx) })
 	}
 	if d.cfg.SyntheticEvents > 0 {
 		g.Go(func() error { return d.synthesize(ctx) })

@@ -47,6 +47,9 @@ const (
 func newSensing(d *Defender, cfg Config, logger *slog.Logger) (*sensing, error) {
 	rcfg := runtime.DefaultConfig()
 	rcfg.ProcRoot = cfg.ProcRoot
+	if cfg.RuncRoots != nil {
+		rcfg.RuncRoots = cfg.RuncRoots
+	}
 	res, err := runtime.New(rcfg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("container correlation: %w", err)
@@ -101,6 +104,9 @@ func (s *sensing) observe(kind string, at time.Time, rt event.Runtime) {
 		if c, ok := s.resolver.Container(rt.Process.CgroupID); ok {
 			rt.Container = &c
 		}
+	}
+	if rt.Container != nil && s.d.assessor != nil {
+		s.d.assessor.sawContainer(rt.Container.ID)
 	}
 	data, err := json.Marshal(rt)
 	if err != nil {
