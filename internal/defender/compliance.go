@@ -17,6 +17,8 @@ import (
 	"bulwark/internal/compliance"
 	"bulwark/internal/event"
 	"bulwark/internal/hostcfg"
+	"bulwark/internal/policy"
+	"bulwark/internal/rego"
 	"bulwark/internal/runtime"
 	"bulwark/internal/workload"
 )
@@ -64,6 +66,9 @@ type assessor struct {
 	sent      map[string]result // by container ID
 	hostSent  *result
 	badPolicy map[string]int64 // policy type → revision whose document was refused (logged once)
+	// custom are the snapshot's custom checks, compiled once per revision.
+	custom    compliance.Options
+	customRev int64
 
 	mu     sync.Mutex
 	status ComplianceStatus
@@ -110,6 +115,7 @@ func (a *assessor) init() {
 	a.wake = make(chan struct{}, 1)
 	a.sent = map[string]result{}
 	a.badPolicy = map[string]int64{}
+	a.customRev = -1
 }
 
 // sawContainer is called for every sensor event with a container; it must
@@ -136,7 +142,7 @@ func (a *assessor) poke() {
 // run evaluates at once, then on every wake and every interval, until ctx
 // ends.
 func (a *assessor) run(ctx context.Context) error {
-	a.pass(TriggerStart)
+	a.pass(ctx, TriggerStart)
 	t := time.NewTicker(a.interval)
 	defer t.Stop()
 	for {
@@ -156,21 +162,22 @@ func (a *assessor) run(ctx context.Context) error {
 		if a.policyChange.Swap(false) {
 			trigger = TriggerPolicy
 		}
-		a.pass(trigger)
+		a.pass(ctx, trigger)
 	}
 }
 
 // pass evaluates every running container and the host once and sends the
 // results that are new. A trigger of start or policy sends every result.
-func (a *assessor) pass(trigger string) {
+func (a *assessor) pass(ctx context.Context, trigger string) {
 	pol := a.policy()
 	rev := pol.Revision
 	all := trigger == TriggerStart || trigger == TriggerPolicy
 	now := time.Now()
 	var errs []error
 
-	ctrRules := a.rules(pol, policyComplianceContainer, compliance.PolicyTypeContainer)
-	hostRules := a.rules(pol, policyComplianceHost, compliance.PolicyTypeHost)
+	opts := a.customChecks(ctx, pol)
+	ctrRules := a.rules(pol, policyComplianceContainer, compliance.PolicyTypeContainer, opts.Custom)
+	hostRules := a.rules(pol, policyComplianceHost, compliance.PolicyTypeHost, opts.Custom)
 	appArmor, seLinux := hostcfg.Security(a.hostRoot)
 
 	infos, err := a.list()
@@ -191,7 +198,7 @@ func (a *assessor) pass(trigger string) {
 		if !ok {
 			continue // a pod's sandbox
 		}
-		findings := compliance.Apply(ctrRules, w, compliance.Options{})
+		findings := compliance.Apply(ctrRules, w, opts)
 		res := result{revision: rev, digest: digest(findings)}
 		prev, seen := a.sent[id]
 		if seen && !all && prev == res {
@@ -342,12 +349,12 @@ func (a *assessor) workload(info runtime.Info, appArmor, seLinux bool) (complian
 // the built-in rules when the snapshot has none. A document the engine
 // refuses (the Console validates them, so this is a Defender older than its
 // Console) falls back to the built-in rules, logged once per revision.
-func (a *assessor) rules(p bulwarkv1.Policy, typ, prismaType string) []compliance.Rule {
+func (a *assessor) rules(p bulwarkv1.Policy, typ, prismaType string, custom []compliance.Check) []compliance.Rule {
 	raw, ok := p.Policies[typ]
 	if !ok || len(raw) == 0 || string(raw) == "null" {
 		return compliance.DefaultPolicy(prismaType).Rules
 	}
-	pol, err := compliance.ParsePolicy(raw)
+	pol, err := compliance.ParsePolicy(raw, custom...)
 	if err != nil {
 		if a.badPolicy[typ] != p.Revision {
 			a.badPolicy[typ] = p.Revision
@@ -357,6 +364,35 @@ func (a *assessor) rules(p bulwarkv1.Policy, typ, prismaType string) []complianc
 		return compliance.DefaultPolicy(prismaType).Rules
 	}
 	return pol.Rules
+}
+
+// customChecks compiles the snapshot's custom compliance checks (Rego) once
+// per policy revision: their evaluator and catalog entries, for Apply and
+// ParsePolicy. Checks that do not compile (the Console compiles them on
+// write, so this is a Defender older than its Console) are left out, logged
+// once per revision.
+func (a *assessor) customChecks(ctx context.Context, p bulwarkv1.Policy) compliance.Options {
+	if a.customRev == p.Revision {
+		return a.custom
+	}
+	a.customRev, a.custom = p.Revision, compliance.Options{}
+	raw, ok := p.Policies[policy.TypeCustomCompliance]
+	if !ok || len(raw) == 0 || string(raw) == "null" {
+		return a.custom
+	}
+	doc, err := rego.DecodeDocument(raw)
+	if err == nil {
+		var ev *rego.Evaluator
+		ev, a.custom.Custom, err = doc.Load(ctx, rego.Config{Logger: a.logger})
+		if err == nil {
+			a.custom.Evaluators = []compliance.Evaluator{ev}
+		}
+	}
+	if err != nil {
+		a.logger.Error("custom compliance checks refused; evaluating without them",
+			slog.Int64("revision", p.Revision), slog.Any("err", err))
+	}
+	return a.custom
 }
 
 func (a *assessor) statusInfo() *ComplianceStatus {

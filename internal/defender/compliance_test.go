@@ -110,7 +110,7 @@ func (f *fakeHost) assessor() *assessor {
 		hostname: "node-1",
 		interval: time.Hour,
 		runtime:  runtime.Config{ProcRoot: filepath.Join(f.dir, "proc"), CgroupRoot: filepath.Join(f.dir, "cgroup")},
-		logger:   slog.New(slog.DiscardHandler),
+		logger:   slog.New(slog.NewTextHandler(testWriter{f.t}, nil)),
 		list: func() ([]runtime.Info, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -248,12 +248,30 @@ func TestAssessorPasses(t *testing.T) {
 				host + " node-1 policy r4 []",
 			},
 		},
+		{
+			name: "custom Rego checks travel in the snapshot and rules may name them",
+			change: func() {
+				f.setPolicy(bulwarkv1.Policy{Revision: 5, Policies: map[string]json.RawMessage{
+					"custom-compliance": json.RawMessage(`{"rules":[{"_id":9000,"name":"no-debug","title":"No debug images","severity":"high","script":` +
+						`"package debug\ndeny contains \"debug image\" if contains(input.runtime.image.value, \"/debug:\")\n"}]}`),
+					"compliance/container": json.RawMessage(`{"rules":[{"name":"custom","condition":{"vulnerabilities":[{"id":9000,"block":true}]}}]}`),
+				}})
+			},
+			pass: TriggerPolicy,
+			want: []string{
+				ctr + " confined policy r5 []",
+				ctr + " hostpid policy r5 [no-debug/9000/block]",
+				ctr + " late policy r5 []",
+				ctr + " own policy r5 []",
+				host + " node-1 policy r5 []",
+			},
+		},
 	}
 	for _, s := range steps {
 		if s.change != nil {
 			s.change()
 		}
-		a.pass(s.pass)
+		a.pass(t.Context(), s.pass)
 		if got := summary(f.take()); !slices.Equal(got, s.want) {
 			t.Errorf("%s: pass(%s) sent\n  %s\nwant\n  %s", s.name, s.pass, strings.Join(got, "\n  "), strings.Join(s.want, "\n  "))
 		}
@@ -269,7 +287,7 @@ func TestAssessorEventShape(t *testing.T) {
 		"io.kubernetes.pod.name": "web-0", "io.kubernetes.pod.namespace": "prod", "io.kubernetes.container.name": "app",
 	}))
 	a := f.assessor()
-	a.pass(TriggerStart)
+	a.pass(t.Context(), TriggerStart)
 	evs := f.take()
 	if len(evs) != 2 {
 		t.Fatalf("pass(start) sent %d events, want 2", len(evs))
@@ -303,12 +321,12 @@ func TestAssessorRetriesAfterSpoolError(t *testing.T) {
 	f.add("a", runtime.RuntimeRunc, ociSpec("x:1", true, nil))
 	a := f.assessor()
 	f.fail = errors.New("disk full")
-	a.pass(TriggerStart)
+	a.pass(t.Context(), TriggerStart)
 	if st := a.statusInfo(); !strings.Contains(st.LastError, "disk full") || st.Events != 0 {
 		t.Errorf("status after a spool error = %+v, want the error and no events", st)
 	}
 	f.fail = nil
-	a.pass(TriggerRescan)
+	a.pass(t.Context(), TriggerRescan)
 	if got := summary(f.take()); len(got) != 2 {
 		t.Errorf("pass after the spool recovered sent %v, want the container and the host", got)
 	}
@@ -361,3 +379,8 @@ func TestAssessorRun(t *testing.T) {
 		}
 	}
 }
+
+// testWriter sends log lines to the test's log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
