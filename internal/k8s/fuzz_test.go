@@ -53,8 +53,9 @@ func evaluate(t *testing.T, objs []k8s.Object) {
 				}
 			}
 		}
-		if _, err := k8s.Ignores(o); err != nil && !strings.Contains(err.Error(), k8s.IgnoreAnnotation) {
-			t.Fatalf("Ignores error %q does not name the annotation", err)
+		var pe *k8s.ParseError
+		if _, err := k8s.Ignores(o); err != nil && (!errors.As(err, &pe) || !strings.Contains(err.Error(), k8s.IgnoreAnnotation)) {
+			t.Fatalf("Ignores error %q is not a ParseError naming the annotation", err)
 		}
 	}
 }

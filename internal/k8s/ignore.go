@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"bulwark/internal/compliance"
 )
 
 // IgnoreAnnotation is the prefix of the annotations that ignore a check on
@@ -14,7 +16,8 @@ const IgnoreAnnotation = "bulwark.dev/ignore-check."
 // the reasons given. The annotations are read from the object's metadata and
 // from its pod template's (a Pod created from a Deployment carries the
 // template's); the object's win. A reason is required: an annotation with an
-// empty reason or no check name is an error naming the object and its line.
+// empty reason or no check name is a *ParseError naming the object and its
+// line.
 // The slugs are not checked against the catalog, so that custom checks can
 // be ignored too.
 func Ignores(o Object) (map[string]string, error) {
@@ -50,24 +53,16 @@ func Ignores(o Object) (map[string]string, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("%s: %s", describe(o), strings.Join(slices.Compact(bad), "; "))
+		s := o.Workload.Source
+		return nil, &ParseError{File: s.File, Line: s.Line, Msg: describe(s.Object) + ": " + strings.Join(slices.Compact(bad), "; ")}
 	}
 	return out, nil
 }
 
-// describe names an object for messages: "Deployment prod/web (deploy.yaml:3)".
-func describe(o Object) string {
-	s := o.Workload.Source
-	name := s.Object.Kind + " "
-	if s.Object.Namespace != "" {
-		name += s.Object.Namespace + "/"
+// describe names an object for messages: "Deployment prod/web".
+func describe(o compliance.Object) string {
+	if o.Namespace == "" {
+		return o.Kind + " " + o.Name
 	}
-	name += s.Object.Name
-	switch {
-	case s.File != "" && s.Line > 0:
-		name += fmt.Sprintf(" (%s:%d)", s.File, s.Line)
-	case s.Line > 0:
-		name += fmt.Sprintf(" (line %d)", s.Line)
-	}
-	return name
+	return o.Kind + " " + o.Namespace + "/" + o.Name
 }

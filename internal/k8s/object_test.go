@@ -94,15 +94,16 @@ func TestIgnores(t *testing.T) {
 			want:   map[string]string{"host-pid": "node agent", "net-raw": "ping"},
 		},
 		{name: "empty reason", objAnn: map[string]string{"bulwark.dev/ignore-check.privileged": "  "},
-			err: `Deployment ns/web (a.yaml:4): annotation "bulwark.dev/ignore-check.privileged" needs a reason`},
+			err: `a.yaml:4: Deployment ns/web: annotation "bulwark.dev/ignore-check.privileged" needs a reason`},
 		{name: "no check", podAnn: map[string]string{"bulwark.dev/ignore-check.": "why"},
-			err: `Deployment ns/web (a.yaml:4): annotation "bulwark.dev/ignore-check." names no check`},
+			err: `a.yaml:4: Deployment ns/web: annotation "bulwark.dev/ignore-check." names no check`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := k8s.Ignores(obj(tc.objAnn, tc.podAnn))
 			if tc.err != "" {
-				if err == nil || err.Error() != tc.err {
+				var pe *k8s.ParseError
+				if !errors.As(err, &pe) || err.Error() != tc.err {
 					t.Fatalf("Ignores() error = %v, want %q", err, tc.err)
 				}
 				return
