@@ -275,7 +275,7 @@ func (a *app) scanK8s(ctx context.Context, paths []string, f scanFlags) error {
 	}
 	switch a.output {
 	case outputJSON:
-		err = writeJSON(a.stdout, rep)
+		err = writeScanJSON(a.stdout, rep)
 	case outputSARIF:
 		err = writeSARIF(a.stdout, rep, cfg)
 	case outputJUnit:
@@ -362,16 +362,17 @@ func fileExists(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// scannedFile is the result of one file.
+// scannedFile is the result of one file. Findings below the threshold are
+// only counted, so that a large scan keeps little in memory.
 type scannedFile struct {
 	name     string
 	objects  []scannedObject
+	below    int
 	errors   []scanError
 	warnings []string
 }
 
-// scannedObject is one object and every finding of the evaluated checks,
-// before the threshold.
+// scannedObject is one object and its findings at or above the threshold.
 type scannedObject struct {
 	source   compliance.Source
 	findings []scannedFinding
@@ -463,6 +464,10 @@ func scanFile(in scanInput, cfg *scanConfig) scannedFile {
 		}
 		so := scannedObject{source: o.Workload.Source}
 		for _, f := range compliance.Evaluate(o.Workload, cfg.opts) {
+			if f.Severity.Rank() < cfg.threshold.Rank() {
+				res.below++
+				continue
+			}
 			sf := scannedFinding{Finding: f, suppressed: ignores[f.Check]}
 			for _, p := range f.Paths {
 				sf.lines = append(sf.lines, o.Line(p))

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -101,13 +103,11 @@ func newScanReport(files []scannedFile, cfg *scanConfig, version string) *scanRe
 	for _, f := range files {
 		rep.Errors = append(rep.Errors, f.errors...)
 		rep.warnings = append(rep.warnings, f.warnings...)
+		rep.Summary.BelowThreshold += f.below
 		for _, o := range f.objects {
 			rep.Summary.Objects++
 			for _, sf := range o.findings {
 				switch {
-				case sf.Severity.Rank() < cfg.threshold.Rank():
-					rep.Summary.BelowThreshold++
-					continue
 				case sf.suppressed != "":
 					rep.Summary.Suppressed++
 				default:
@@ -144,6 +144,63 @@ func newScanFinding(file string, o scannedObject, sf scannedFinding) scanFinding
 		f.Suppressed = &scanSuppression{Annotation: "bulwark.dev/ignore-check." + sf.Check, Reason: sf.suppressed}
 	}
 	return f
+}
+
+// writeScanJSON writes the report as writeJSON would, one finding at a
+// time, so that a large report is not built in memory first.
+func writeScanJSON(w io.Writer, rep *scanReport) error {
+	bw := bufio.NewWriter(w)
+	// A bufio.Writer keeps its first error and Flush returns it.
+	put := func(s string) { _, _ = bw.WriteString(s) }
+	field := func(name string, v any, last bool) error {
+		b, err := json.MarshalIndent(v, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n"
+		if last {
+			sep = "\n"
+		}
+		_, err = fmt.Fprintf(bw, "  %q: %s%s", name, b, sep)
+		return err
+	}
+	err := func() error {
+		put("{\n")
+		for _, f := range []struct {
+			name string
+			v    any
+		}{{"tool", rep.Tool}, {"version", rep.Version}, {"severityThreshold", rep.Threshold}, {"pss", rep.PSS}, {"summary", rep.Summary}} {
+			if err := field(f.name, f.v, false); err != nil {
+				return err
+			}
+		}
+		if len(rep.Findings) == 0 {
+			put("  \"findings\": [],\n")
+		} else {
+			put("  \"findings\": [\n")
+			for i, f := range rep.Findings {
+				b, err := json.MarshalIndent(f, "    ", "  ")
+				if err != nil {
+					return err
+				}
+				put("    " + string(b))
+				if i < len(rep.Findings)-1 {
+					put(",")
+				}
+				put("\n")
+			}
+			put("  ],\n")
+		}
+		if err := field("errors", rep.Errors, true); err != nil {
+			return err
+		}
+		put("}\n")
+		return bw.Flush()
+	}()
+	if err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
 }
 
 // writeScanTable prints the findings by object, most severe first, and a
