@@ -50,6 +50,8 @@ func ParsePSSVersion(s string) (psaapi.Version, error) {
 // spec; workloads without one get no findings.
 func PSS(level psaapi.Level, version psaapi.Version) compliance.Evaluator {
 	e := &pss{}
+	e.baseline, _ = compliance.Lookup(CheckPSSBaseline)
+	e.restricted, _ = compliance.Lookup(CheckPSSRestricted)
 	if level == psaapi.LevelPrivileged {
 		return e
 	}
@@ -112,7 +114,8 @@ func pick(c policy.Check, v psaapi.Version) (policy.VersionedCheck, bool) {
 }
 
 type pss struct {
-	checks []pssCheck
+	checks               []pssCheck
+	baseline, restricted compliance.Check // the catalog's entries
 }
 
 type pssCheck struct {
@@ -128,31 +131,51 @@ func (e *pss) Evaluate(w compliance.Workload) []compliance.Finding {
 		return nil
 	}
 	meta, spec := podSpec(w.Pod)
-	var out []compliance.Finding
+	type failure struct {
+		cat compliance.Check
+		ctl control
+		msg string
+	}
+	var failed []failure
+	var slugs []string
 	for _, c := range e.checks {
 		r := c.fn(meta, spec)
 		if r.Allowed {
 			continue
 		}
-		slug := CheckPSSRestricted
+		cat := e.restricted
 		if c.level == psaapi.LevelBaseline || slices.ContainsFunc(c.overrides, func(fn policy.CheckPodFn) bool { return !fn(meta, spec).Allowed }) {
-			slug = CheckPSSBaseline
+			cat = e.baseline
 		}
-		cat, _ := compliance.Lookup(slug)
 		ctl := controlOf(c.id)
-		msg := ctl.name + ": " + r.ForbiddenReason
-		if r.ForbiddenReason == "" {
-			msg = ctl.name + ": " + policy.UnknownForbiddenReason
+		reason := r.ForbiddenReason
+		if reason == "" {
+			reason = policy.UnknownForbiddenReason
 		}
+		msg := ctl.name + ": " + reason
 		if r.ForbiddenDetail != "" {
 			msg += " (" + r.ForbiddenDetail + ")"
 		}
-		paths, container := ctl.locate(w)
+		failed = append(failed, failure{cat, ctl, msg})
+		slugs = append(slugs, ctl.checks...)
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	// One evaluation of Bulwark's own checks of the failed controls finds
+	// their fields.
+	var own []compliance.Finding
+	if len(slugs) > 0 {
+		own = compliance.Evaluate(w, compliance.Options{Checks: slugs})
+	}
+	out := make([]compliance.Finding, 0, len(failed))
+	for _, f := range failed {
+		paths, container := f.ctl.locate(w, own)
 		out = append(out, compliance.Finding{
-			Check:     slug,
-			Severity:  cat.Severity,
-			Title:     cat.Title,
-			Message:   msg,
+			Check:     f.cat.Slug,
+			Severity:  f.cat.Severity,
+			Title:     f.cat.Title,
+			Message:   f.msg,
 			Paths:     paths,
 			Container: container,
 		})
@@ -217,9 +240,14 @@ func (c control) findings(w compliance.Workload) []compliance.Finding {
 	if len(c.checks) == 0 {
 		return nil
 	}
+	return c.own(compliance.Evaluate(w, compliance.Options{Checks: c.checks}))
+}
+
+// own keeps the findings of the control's checks.
+func (c control) own(fs []compliance.Finding) []compliance.Finding {
 	var out []compliance.Finding
-	for _, f := range compliance.Evaluate(w, compliance.Options{Checks: c.checks}) {
-		if c.field == "" || slices.ContainsFunc(f.Paths, c.hasField) {
+	for _, f := range fs {
+		if slices.Contains(c.checks, f.Check) && (c.field == "" || slices.ContainsFunc(f.Paths, c.hasField)) {
 			out = append(out, f)
 		}
 	}
@@ -229,9 +257,10 @@ func (c control) findings(w compliance.Workload) []compliance.Finding {
 func (c control) hasField(p string) bool { return strings.HasSuffix(p, "."+c.field) }
 
 // locate returns the fields and the container the control's failure is
-// about, as far as Bulwark's own checks tell.
-func (c control) locate(w compliance.Workload) (paths []string, container string) {
-	fs := c.findings(w)
+// about, as far as Bulwark's own checks tell (their findings on w are
+// given).
+func (c control) locate(w compliance.Workload, findings []compliance.Finding) (paths []string, container string) {
+	fs := c.own(findings)
 	for i, f := range fs {
 		for _, p := range f.Paths {
 			if (c.field == "" || c.hasField(p)) && !slices.Contains(paths, p) {
