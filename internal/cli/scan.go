@@ -344,7 +344,9 @@ func (a *app) scanInputs(paths []string) (inputs []scanInput, warnings []string,
 			}
 			switch strings.ToLower(filepath.Ext(path)) {
 			case ".yaml", ".yml", ".json":
-				if d.Type().IsRegular() {
+				// Symbolic links to files count; links to directories are
+				// not followed (no cycles).
+				if d.Type().IsRegular() || (d.Type()&fs.ModeSymlink != 0 && fileExists(path)) {
 					add(scanInput{name: path, path: path})
 				}
 			}

@@ -284,6 +284,28 @@ func TestScanEmptyDirectory(t *testing.T) {
 	}
 }
 
+func TestScanSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	target, err := filepath.Abs(filepath.Join(repo, "infra", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "agent.yaml")); err != nil {
+		t.Skipf("symlinks: %v", err)
+	}
+	if err := os.Symlink(dir, filepath.Join(dir, "loop.yaml")); err != nil { // a link to a directory, named like a manifest
+		t.Fatal(err)
+	}
+	r := run(t, scanEnv(), "", "scan", "k8s", "--checks", "host-pid", "-o", "json", dir)
+	var rep scanReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("exit %d, stderr %q: %v", r.code, r.stderr, err)
+	}
+	if r.code != exitError || rep.Summary.Files != 1 || len(rep.Findings) != 1 {
+		t.Errorf("scan of a linked manifest: exit %d, %d files, %d findings; want 1, 1 file (the link to a directory skipped), 1 finding", r.code, rep.Summary.Files, len(rep.Findings))
+	}
+}
+
 func TestScanHelp(t *testing.T) {
 	r := run(t, scanEnv(), "", "scan", "k8s", "--help")
 	if r.code != 0 {
