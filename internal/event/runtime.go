@@ -14,6 +14,9 @@ const (
 	KindFileUnlink = "file.unlink"
 	KindFileRename = "file.rename"
 	KindFileChmod  = "file.chmod"
+	// KindFileRead is a file opened for reading; the sensor reports it only
+	// for a short list of secrets (/etc/shadow, SSH host keys, …).
+	KindFileRead = "file.read"
 
 	KindNetConnect = "network.connect"
 	KindNetAccept  = "network.accept"
