@@ -138,6 +138,9 @@ func toSensor(si *bulwarkv1.SensorInfo) *inventory.Sensor {
 	for i, p := range si.Probes {
 		s.Probes[i] = inventory.Probe{Name: p.Name, Kind: p.Kind, Active: p.Active, Error: p.Error}
 	}
+	for _, m := range si.Enforcement {
+		s.Enforcement = append(s.Enforcement, inventory.Mechanism{Kind: m.Kind, Mechanism: m.Mechanism, Reason: m.Reason})
+	}
 	return s
 }
 

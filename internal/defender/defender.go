@@ -21,6 +21,7 @@ import (
 
 	"bulwark/api/bulwarkv1"
 	"bulwark/internal/channel"
+	"bulwark/internal/runtimepolicy"
 	"bulwark/internal/spool"
 )
 
@@ -50,6 +51,22 @@ type Config struct {
 	// MetricsAddr serves Prometheus metrics at /metrics; empty: off.
 	MetricsAddr string
 
+	// LearningWindow is how long a new model of an image learns before
+	// deviations from it are audited.
+	LearningWindow time.Duration
+	// ModelReportInterval is the least time between two reports of a
+	// learning model to the Console (a model that ends learning or is
+	// relearned is reported at once).
+	ModelReportInterval time.Duration
+	// IncidentWindow: the first audit of a container in this long sends
+	// its forensic record along.
+	IncidentWindow time.Duration
+	// Enforcer denies what runtime rules prevent, in the kernel; nil: the
+	// Defender audits them. Stopper stops containers for block rules; nil:
+	// block audits say the container was not stopped.
+	Enforcer Enforcer
+	Stopper  Stopper
+
 	// SyntheticEvents, a test option, makes the Defender produce this many
 	// numbered events in total (across restarts) at SyntheticRate per second
 	// (0: as fast as possible). Zero, the default, produces none.
@@ -65,6 +82,10 @@ func Default() Config {
 		SpoolMaxBytes: 256 << 20,
 		ProcRoot:      "/proc",
 		Sensor:        true,
+
+		LearningWindow:      runtimepolicy.DefaultLearningWindow,
+		ModelReportInterval: time.Minute,
+		IncidentWindow:      runtimepolicy.DefaultIncidentWindow,
 	}
 }
 
@@ -89,6 +110,15 @@ func (c Config) Validate() error {
 	if c.SyntheticRate < 0 {
 		errs = append(errs, errors.New("synthetic rate: negative"))
 	}
+	if c.LearningWindow <= 0 {
+		errs = append(errs, fmt.Errorf("learning window %s: want a positive duration", c.LearningWindow))
+	}
+	if c.ModelReportInterval <= 0 {
+		errs = append(errs, fmt.Errorf("model report interval %s: want a positive duration", c.ModelReportInterval))
+	}
+	if c.IncidentWindow <= 0 {
+		errs = append(errs, fmt.Errorf("incident window %s: want a positive duration", c.IncidentWindow))
+	}
 	return errors.Join(errs...)
 }
 
@@ -102,6 +132,7 @@ type Defender struct {
 	ident       identity
 	client      *channel.Client
 	sensing     *sensing // nil: no sensor
+	defense     *defense
 	sensorErr   string
 	metricsAddr atomic.Value // string, once serving
 
@@ -133,6 +164,13 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	d := &Defender{cfg: cfg, version: version, logger: logger.With(slog.String("defender", b.Info.DefenderID)), bundle: b, policySource: "none"}
+	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
+	if d.defense, err = newDefense(defenseConfig{
+		stateDir: cfg.StateDir, procRoot: cfg.ProcRoot, host: d.ident.Hostname, learningWindow: cfg.LearningWindow,
+		modelReport: cfg.ModelReportInterval, tick: 250 * time.Millisecond, incidentWindow: cfg.IncidentWindow,
+	}, d.logger, cfg.Enforcer, cfg.Stopper, d.emitDefense); err != nil {
+		return nil, err
+	}
 	if err := d.loadPolicy(); err != nil {
 		return nil, err
 	}
@@ -141,7 +179,6 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
 	d.spool = sp
-	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
 	if cfg.Sensor {
 		if d.sensing, err = newSensing(d, cfg, d.logger); err != nil {
 			// Run with what works: the channel, the spool, the policy.
@@ -179,6 +216,7 @@ func (d *Defender) loadPolicy() error {
 		return fmt.Errorf("stored policy %s is corrupt: %w", filepath.Join(d.cfg.StateDir, policyFile), err)
 	}
 	d.policy, d.policySource = p, "disk"
+	d.defense.setPolicy(p)
 	d.logger.Info("enforcing stored policy", slog.Int64("revision", p.Revision))
 	return nil
 }
@@ -201,6 +239,7 @@ func (d *Defender) applyPolicy(p bulwarkv1.Policy) error {
 	d.mu.Lock()
 	d.policy, d.policySource = p, "console"
 	d.mu.Unlock()
+	d.defense.setPolicy(p)
 	d.logger.Info("enforcing policy", slog.Int64("revision", p.Revision), slog.Int64("previous", cur))
 	d.writeStatus()
 	return nil
@@ -246,7 +285,9 @@ func (d *Defender) sensorInfo() *bulwarkv1.SensorInfo {
 	if d.sensing == nil {
 		return nil
 	}
-	return d.sensing.info()
+	si := d.sensing.info()
+	si.Enforcement = d.defense.status().Enforcement
+	return si
 }
 
 func (d *Defender) heartbeat() bulwarkv1.Heartbeat {
@@ -279,15 +320,17 @@ type Status struct {
 	Spool          bulwarkv1.SpoolInfo   `json:"spool"`
 	Sensor         *bulwarkv1.SensorInfo `json:"sensor,omitempty"`
 	SensorError    string                `json:"sensorError,omitempty"`
+	Runtime        *RuntimeStatus        `json:"runtime,omitempty"`
 	CertNotAfter   time.Time             `json:"certNotAfter"`
 	UpdatedAt      time.Time             `json:"updatedAt"`
 }
 
 // Status returns the Defender's current status.
 func (d *Defender) Status() Status {
+	rs := d.defense.status()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return Status{
+	return Status{Runtime: rs,
 		ID: d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
 		Console: d.cfg.ConsoleURL, Connected: d.connected, LastError: d.lastErr,
 		PolicyRevision: d.policy.Revision, PolicySource: d.policySource, Spool: d.spoolInfo(),
@@ -334,8 +377,16 @@ func (d *Defender) Emit(kind string, at time.Time, data ...json.RawMessage) erro
 }
 
 // Run works until ctx ends: the channel, and the synthetic generator when configured.
+// The stored policy is enforced on the containers already running before
+// the channel starts, so that a Defender that cannot reach the Console
+// still prevents what the policy prevents.
 func (d *Defender) Run(ctx context.Context) error {
+	if d.sensing != nil {
+		d.sensing.scanExisting()
+	}
+	d.defense.step(ctx)
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.defense.run(ctx) })
 	g.Go(func() error { return d.client.Run(ctx) })
 	if d.sensing != nil {
 		g.Go(func() error { return d.sensing.run(ctx) })

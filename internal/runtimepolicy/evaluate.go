@@ -132,7 +132,7 @@ func SensitiveReadPaths() []string {
 // WatchedWritePaths are directories whose writes the detections need the
 // sensor to report, beyond what it always reports.
 func WatchedWritePaths() []string {
-	return []string{"/usr/local/bin", "/usr/local/sbin", "/usr/local/lib", "/lib64", "/usr/lib64", "/usr/libexec", "/home"}
+	return []string{"/usr/local/bin", "/usr/local/sbin", "/usr/local/lib", "/lib64", "/usr/lib64", "/usr/libexec"}
 }
 
 // ResourceOf is what collections match for a runtime event: its container

@@ -73,3 +73,17 @@ func MoreSevere(a, b string) bool { return severity(a) < severity(b) }
 func Joins(first, last, t time.Time, window time.Duration) bool {
 	return !t.After(last.Add(window)) && !t.Before(first.Add(-window))
 }
+
+// DetectionCategory is the audit category (CategoryProcesses, …) of a
+// detection.
+func DetectionCategory(detection string) string {
+	switch detection {
+	case DetectDeniedFile, DetectUnexpectedWrite, DetectAlteredBinary, DetectAdminAccount, DetectSSHAccess, DetectSecretFile:
+		return CategoryFilesystem
+	case DetectDeniedIP, DetectDeniedOutbound, DetectUnexpectedOut, DetectDeniedListen, DetectUnexpectedListen:
+		return CategoryNetwork
+	case DetectKubectl:
+		return CategoryKubernetes
+	}
+	return CategoryProcesses
+}

@@ -43,3 +43,19 @@ func TestJoins(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectionCategory: every finding's category is its detection's.
+func TestDetectionCategory(t *testing.T) {
+	def := rp.DefaultPolicy(rp.Container).Rules[1]
+	for _, f := range []rp.Facts{
+		execIn(web, "/bin/xmrig"), execIn(web, "/usr/bin/kubectl"), execIn(web, "/usr/bin/apt"), fileIn(web, "file.write", "/etc/passwd"),
+		fileIn(web, "file.read", "/etc/shadow"), fileIn(web, "file.create", "/usr/bin/x"), connectIn(web, "/bin/sh", "192.0.2.1", 4444),
+		connectIn(web, "/app", "10.0.0.1", 9), listenIn(web, 9),
+	} {
+		for _, fd := range rp.Evaluate(def, learned(), f) {
+			if got := rp.DetectionCategory(fd.Detection); got != fd.Category {
+				t.Errorf("DetectionCategory(%q) = %q, but Evaluate says %q", fd.Detection, got, fd.Category)
+			}
+		}
+	}
+}
