@@ -95,9 +95,12 @@ type Rule struct {
 	PreviousName string                  `json:"previousName,omitempty"`
 	Disabled     bool                    `json:"disabled,omitempty"`
 	Collections  []collection.Collection `json:"collections,omitempty"`
-	Processes    Processes               `json:"processes"`
-	Network      Network                 `json:"network"`
-	Filesystem   Filesystem              `json:"filesystem"`
+	// Effect (Bulwark) is a rule-wide effect: it fills each section's
+	// Effect that is not set, and the rule's Kubernetes effect.
+	Effect     Effect     `json:"effect,omitempty"`
+	Processes  Processes  `json:"processes"`
+	Network    Network    `json:"network"`
+	Filesystem Filesystem `json:"filesystem"`
 	// KubernetesEnforcementEffect applies to kubectl run inside a container.
 	KubernetesEnforcementEffect Effect `json:"kubernetesEnforcementEffect,omitempty"`
 
@@ -337,6 +340,7 @@ type effectField struct {
 func (r *Rule) effects() []effectField {
 	p, n, f := &r.Processes, &r.Network, &r.Filesystem
 	return []effectField{
+		{"effect", &r.Effect},
 		{"processes.effect", &p.Effect}, {"processes.defaultEffect", &p.DefaultEffect},
 		{"processes.deniedList.effect", &p.DeniedList.Effect}, {"processes.modifiedProcessEffect", &p.ModifiedProcessEffect},
 		{"processes.cryptoMinersEffect", &p.CryptoMinersEffect}, {"processes.lateralMovementEffect", &p.LateralMovementEffect},
@@ -478,6 +482,7 @@ func (r *Rule) fill() {
 		}
 	}
 	p, n, f := &r.Processes, &r.Network, &r.Filesystem
+	set(r.Effect, &p.Effect, &n.Effect, &f.Effect, &r.KubernetesEnforcementEffect)
 	set(p.Effect, &p.DefaultEffect, &p.DeniedList.Effect, &p.ModifiedProcessEffect, &p.CryptoMinersEffect,
 		&p.LateralMovementEffect, &p.ReverseShellEffect, &p.SuidBinariesEffect, &p.PackageManagersEffect)
 	set(n.Effect, &n.DefaultEffect, &n.DeniedIPsEffect, &n.ListeningPorts.Effect, &n.OutboundPorts.Effect)

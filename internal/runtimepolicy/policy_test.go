@@ -208,3 +208,20 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 	})
 }
+
+func TestRuleWideEffect(t *testing.T) {
+	p, err := rp.ParsePolicy([]byte(`{"rules":[{"name":"all","effect":"alert","network":{"effect":"prevent"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Rules[0]
+	if r.Processes.ReverseShellEffect != rp.EffectAlert || r.Filesystem.NewFilesEffect != rp.EffectAlert || r.KubernetesEnforcementEffect != rp.EffectAlert {
+		t.Errorf("the rule's effect did not fill the sections: %+v", r)
+	}
+	if r.Network.DefaultEffect != rp.EffectPrevent {
+		t.Errorf("network.defaultEffect = %q, want the section's own prevent", r.Network.DefaultEffect)
+	}
+	if _, err := rp.ParsePolicy([]byte(`{"rules":[{"name":"x","effect":"ignore"}]}`)); err == nil || !strings.Contains(err.Error(), `rules[0] ("x").effect: "ignore"`) {
+		t.Errorf("ParsePolicy(rule effect ignore) = %v", err)
+	}
+}

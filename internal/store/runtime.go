@@ -33,8 +33,8 @@ type RuntimeWriter interface {
 	// PutIncident stores inc, replacing the incident with its ID.
 	PutIncident(ctx context.Context, inc Incident) error
 	// AddIncidentAudit records that the audit (defender, seq) belongs to
-	// an incident; it reports false, and changes nothing, when the audit
-	// already belongs to one.
+	// an incident, which need not be stored yet; it reports false, and
+	// changes nothing, when the audit already belongs to one.
 	AddIncidentAudit(ctx context.Context, incidentID string, a AuditRef) (bool, error)
 }
 

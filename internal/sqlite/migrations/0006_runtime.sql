@@ -35,10 +35,13 @@ CREATE TABLE incidents (
 CREATE INDEX incidents_key ON incidents (defender_id, container_id, last_time);
 CREATE INDEX incidents_first ON incidents (first_time);
 
+-- Which incident each audit joined, so that an audit delivered twice joins
+-- once. No foreign key: the audit is claimed before its new incident is
+-- written, in the same transaction.
 CREATE TABLE incident_audits (
 	defender_id TEXT    NOT NULL,
 	seq         INTEGER NOT NULL,
-	incident_id TEXT    NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+	incident_id TEXT    NOT NULL,
 	time        INTEGER NOT NULL,
 	PRIMARY KEY (defender_id, seq)
 ) STRICT;
