@@ -77,7 +77,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.flagPassword, "password", "", "password, or access key secret, for --username; prefer the environment variable or the prompt, as arguments are visible to other local users (env "+envPassword+")")
 	pf.StringVar(&a.flagConfigDir, "config-dir", "", "directory of the saved login, config.json (env "+envConfigDir+"; default "+defaultDir+")")
 
-	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.versionCommand(), a.usersCommand(), a.keysCommand(), a.auditsCommand(), a.defenderCommand(), a.policyCommand(), a.eventsCommand())
+	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.versionCommand(), a.usersCommand(), a.keysCommand(), a.auditsCommand(), a.defenderCommand(), a.policyCommand(), a.eventsCommand(), a.runtimeCommand())
 	return root
 }
 
