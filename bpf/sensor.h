@@ -76,6 +76,7 @@ enum bw_op {
 #define F_PATH_REL 2      /* path does not start with '/': join with dfd */
 #define F_PATH2_REL 4
 #define F_BY_FD 8         /* fchmod / finit_module: target given by fd */
+#define F_READ 16         /* an open for reading, of a path in readwatch */
 
 struct hdr {
 	__u64 ktime; /* bpf_ktime_get_ns, CLOCK_MONOTONIC */

@@ -55,7 +55,8 @@ func newSensing(d *Defender, cfg Config, logger *slog.Logger) (*sensing, error) 
 	}
 	// Runtime defense needs writes to every binary directory.
 	watch := append(slices.Clone(cfg.WatchPaths), runtimepolicy.WatchedWritePaths()...)
-	sn, err := sensor.New(sensor.Config{RingBufferBytes: cfg.RingBufferBytes, WatchPaths: watch, ProcRoot: cfg.ProcRoot}, logger)
+	sn, err := sensor.New(sensor.Config{RingBufferBytes: cfg.RingBufferBytes, WatchPaths: watch, ProcRoot: cfg.ProcRoot,
+		ReadPaths: runtimepolicy.SensitiveReadPaths()}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("sensor: %w", err)
 	}

@@ -91,6 +91,7 @@ const (
 	fPathRel   = 2
 	fPath2Rel  = 4
 	fByFD      = 8
+	fRead      = 16
 )
 
 // Record layout (bpf/sensor.h); TestLayout checks these against the BTF of
@@ -230,7 +231,19 @@ func (d *decoder) decode(b []byte, r *record) error {
 		flags, mode := le.Uint32(b[72:]), le.Uint32(b[76:])
 		r.file = event.File{Path: cstring(b[84 : 84+pathLen]), NewPath: cstring(b[344 : 344+pathLen])}
 		switch op {
-		case opOpenat, opOpenat2, opOpen, opCreat:
+		case opOpenat, opOpenat2, opOpen:
+			if r.flags&fRead != 0 {
+				r.kind = event.KindFileRead
+				r.file.Flags = flags
+				break
+			}
+			r.kind = event.KindFileWrite
+			r.file.Flags = flags
+			if flags&oCreat != 0 {
+				r.kind = event.KindFileCreate
+				r.file.Mode = mode
+			}
+		case opCreat:
 			r.kind = event.KindFileWrite
 			r.file.Flags = flags
 			if flags&oCreat != 0 {

@@ -91,6 +91,11 @@ func TestDecode(t *testing.T) {
 			with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/x", Flags: 0o101, Mode: 0o644}, event.Net{}},
 		{"write", file(opOpenat, 0o2, 0o644, "/etc/x", ""), event.KindFileWrite,
 			with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/x", Flags: 2}, event.Net{}},
+		{"read", func() []byte {
+			b := file(opOpenat, 0, 0, "/etc/shadow", "")
+			le.PutUint32(b[44:], fRead)
+			return b
+		}(), event.KindFileRead, with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/shadow"}, event.Net{}},
 		{"rename", file(opRenameat2, 0, 0, "/etc/a", "/etc/b"), event.KindFileRename,
 			with(func(rt *event.Runtime) { rt.Syscall = "renameat2" }), event.File{Path: "/etc/a", NewPath: "/etc/b"}, event.Net{}},
 		{"connect", netRec(kConnect, opConnect, afInet, ipprotoTCP, 40000, 443, lo, []byte{10, 0, 0, 1}, -115), event.KindNetConnect,
