@@ -166,6 +166,39 @@ static __always_inline void *scratch_rec(void)
 
 /* ---- processes ---- */
 
+/* The inode's change time moved: i_ctime_sec/i_ctime_nsec since 6.11,
+ * __i_ctime from 6.6, i_ctime before. CO-RE picks the one the kernel has.
+ * Multigrain timestamps (6.13) keep a flag in the top bit of the
+ * nanoseconds (I_CTIME_QUERIED): a valid value is below 2^30, so mask. */
+struct inode___v611 {
+	time64_t i_ctime_sec;
+	u32 i_ctime_nsec;
+} __attribute__((preserve_access_index));
+
+struct inode___v66 {
+	struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+
+struct inode___old {
+	struct timespec64 i_ctime;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 inode_ctime_ns(struct inode *ino)
+{
+	if (!ino)
+		return 0;
+	if (bpf_core_field_exists(((struct inode___v611 *)0)->i_ctime_sec)) {
+		struct inode___v611 *i = (void *)ino;
+		return BPF_CORE_READ(i, i_ctime_sec) * 1000000000ULL + (BPF_CORE_READ(i, i_ctime_nsec) & 0x7fffffff);
+	}
+	if (bpf_core_field_exists(((struct inode___v66 *)0)->__i_ctime)) {
+		struct inode___v66 *i = (void *)ino;
+		return BPF_CORE_READ(i, __i_ctime.tv_sec) * 1000000000ULL + BPF_CORE_READ(i, __i_ctime.tv_nsec);
+	}
+	struct inode___old *i = (void *)ino;
+	return BPF_CORE_READ(i, i_ctime.tv_sec) * 1000000000ULL + BPF_CORE_READ(i, i_ctime.tv_nsec);
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int tp_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -189,6 +222,10 @@ int tp_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (bpf_probe_read_user(r->argv, n, (void *)start))
 		n = 0;
 	r->argv_len = n;
+	/* When the binary last changed: a binary written after its container
+	 * started is drift, and the process may be gone before user space could
+	 * stat it. */
+	r->exe_ctime = inode_ctime_ns(BPF_CORE_READ(mm, exe_file, f_inode));
 	emit(r, sizeof(*r), BW_K_EXEC);
 	return 0;
 }

@@ -99,7 +99,8 @@ struct exec_rec {
 	__u32 pad;
 	char filename[PATH_MAX_LEN];
 	char argv[ARGV_MAX_LEN];
-}; /* 848 */
+	__u64 exe_ctime; /* the executable's inode change time, ns since the epoch; 0 unknown */
+}; /* 856 */
 
 struct exit_rec {
 	struct hdr h;

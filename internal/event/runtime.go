@@ -72,6 +72,9 @@ type Process struct {
 	CgroupID  uint64    `json:"cgroupId,omitempty"`
 	// ParentExe is the parent's executable when known.
 	ParentExe string `json:"parentExe,omitempty"`
+	// ExeChanged is when the executable's inode last changed (written,
+	// copied, chmod'ed), known for execs the sensor saw.
+	ExeChanged time.Time `json:"exeChanged,omitzero"`
 }
 
 // Container is the container a process runs in, as the runtime describes it.

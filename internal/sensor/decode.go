@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -98,7 +99,7 @@ const (
 // the compiled object.
 const (
 	hdrSize         = 64
-	execSize        = 848
+	execSize        = 856
 	exitSize        = 72
 	forkSize        = 80
 	fileSize        = 600
@@ -206,6 +207,9 @@ func (d *decoder) decode(b []byte, r *record) error {
 		n := min(int(le.Uint32(b[72:])), argvLen)
 		p.Argv = splitArgv(b[336 : 336+n])
 		p.Truncated = r.flags&fArgvTrunc != 0
+		if ns := le.Uint64(b[848:]); ns != 0 && ns <= math.MaxInt64 {
+			p.ExeChanged = time.Unix(0, int64(ns)).UTC()
+		}
 	case kExit:
 		if len(b) < exitSize {
 			return errShort

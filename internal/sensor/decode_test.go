@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -32,6 +33,7 @@ func execRecord() []byte {
 	argv := "curl\x00-sS\x00https://example.com/\x00"
 	le.PutUint32(b[72:], uint32(len(argv)))
 	copy(b[336:], argv)
+	le.PutUint64(b[848:], 1_700_000_000_123_456_789)
 	return b
 }
 
@@ -84,6 +86,7 @@ func TestDecode(t *testing.T) {
 		{"exec", execRecord(), event.KindProcessExec, with(func(rt *event.Runtime) {
 			rt.Process.Exe = "/usr/bin/curl"
 			rt.Process.Argv = []string{"curl", "-sS", "https://example.com/"}
+			rt.Process.ExeChanged = time.Unix(1_700_000_000, 123_456_789).UTC()
 		}), event.File{}, event.Net{}},
 		{"exit code", exit, event.KindProcessExit, with(func(rt *event.Runtime) { rt.Exit = &event.Exit{Code: 3} }), event.File{}, event.Net{}},
 		{"killed", killed, event.KindProcessExit, with(func(rt *event.Runtime) { rt.Exit = &event.Exit{Signal: 9} }), event.File{}, event.Net{}},

@@ -398,6 +398,14 @@ func (s *Sensor) enrich(r *record) bool {
 	switch r.kind {
 	case event.KindProcessExec:
 		r.rt.Process.Cwd = s.readlink(pid, "cwd")
+		// An exec through /proc/self/exe (busybox applets, runc) or a file
+		// descriptor (fexecve) names no file: say which it is. A memfd
+		// reads "/memfd:NAME (deleted)", which is what it is.
+		if exe := r.rt.Process.Exe; strings.HasPrefix(exe, "/proc/") || strings.HasPrefix(exe, "/dev/fd/") {
+			if real := s.readlink(pid, "exe"); real != "" {
+				r.rt.Process.Exe = real
+			}
+		}
 		if !filepath.IsAbs(r.rt.Process.Exe) && r.rt.Process.Cwd != "" {
 			r.rt.Process.Exe = filepath.Join(r.rt.Process.Cwd, r.rt.Process.Exe)
 		}

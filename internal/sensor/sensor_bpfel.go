@@ -45,6 +45,7 @@ type sensorScratchVal struct {
 		Pad       uint32
 		Filename  [256]int8
 		Argv      [512]int8
+		ExeCtime  uint64
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,6 +219,47 @@ func TestProcessEvents(t *testing.T) {
 		return rt.Process.PID == pid && rt.Exit.Code == 0 && rt.Exit.Signal == 0
 	})
 
+	t.Run("executable change time", func(t *testing.T) {
+		raw, err := os.ReadFile("/bin/busybox")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := filepath.Join(t.TempDir(), "busybox")
+		if err := os.WriteFile(fresh, raw, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(fresh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		ctime := time.Unix(st.Ctim.Sec, st.Ctim.Nsec)
+		cmd := exec.Command(fresh, "true")
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		pid := uint32(cmd.Process.Pid)
+		rt := c.wait(t, "exec of a fresh file", event.KindProcessExec, func(rt event.Runtime) bool { return rt.Process.PID == pid })
+		if !rt.Process.ExeChanged.Equal(ctime) {
+			t.Errorf("ExeChanged = %v, want the file's change time %v", rt.Process.ExeChanged, ctime)
+		}
+	})
+	t.Run("exec through /proc/self/exe", func(t *testing.T) {
+		// busybox sh runs applets by exec'ing itself this way, with the
+		// applet's name as argv[0].
+		cmd := exec.Command("/bin/busybox", "sh", "-c", "exec -a sleep /proc/self/exe 1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		pid := uint32(cmd.Process.Pid)
+		rt := c.wait(t, "exec of /proc/self/exe", event.KindProcessExec, func(rt event.Runtime) bool {
+			return rt.Process.PID == pid && len(rt.Process.Argv) > 0 && rt.Process.Argv[0] == "sleep"
+		})
+		if rt.Process.Exe != "/bin/busybox" && rt.Process.Exe != "/usr/bin/busybox" {
+			t.Errorf("exe = %q, want busybox's path, not /proc/self/exe", rt.Process.Exe)
+		}
+	})
 	t.Run("exit code", func(t *testing.T) {
 		cmd := exec.Command("/bin/sh", "-c", "exit 7")
 		_ = cmd.Run()
