@@ -70,6 +70,12 @@ type blockJob struct {
 	at        time.Time
 }
 
+// driftSlack is how much later than its container's start a binary must
+// have changed to be drift: a process's start is the boot-relative clock
+// turned into wall time once, at the Defender's start, and a file's change
+// time is the wall clock, which NTP slews meanwhile.
+const driftSlack = time.Second
+
 // Limits that keep the Defender's memory bounded on a busy host.
 const (
 	maxModels    = 4096
@@ -187,9 +193,12 @@ func (d *defense) observe(kind string, at time.Time, rt *event.Runtime) {
 	if kind == event.KindProcessExec && !rt.Existing {
 		p := &rt.Process
 		if rt.Container != nil {
-			exeChanged, exeKnown = d.facts.exeChanged(p.PID)
+			exeChanged, exeKnown = p.ExeChanged, !p.ExeChanged.IsZero() // the sensor's, read at the exec
+			if !exeKnown {
+				exeChanged, exeKnown = d.facts.exeChanged(p.PID)
+			}
 		}
-		if isShell(p) {
+		if rp.IsShell(*p) {
 			facts.StdioSockets = d.facts.stdioSockets(p.PID)
 		}
 		if p.UID != 0 {
@@ -210,7 +219,7 @@ func (d *defense) observe(kind string, at time.Time, rt *event.Runtime) {
 			}
 		}
 		if kind == event.KindProcessExec {
-			facts.Drift = w.written[rt.Process.Exe] || exeKnown && !w.start.IsZero() && exeChanged.After(w.start)
+			facts.Drift = w.written[rt.Process.Exe] || exeKnown && !w.start.IsZero() && exeChanged.After(w.start.Add(driftSlack))
 		}
 	}
 	rule, ok := d.decide(rt)
@@ -271,18 +280,6 @@ func (d *defense) send(kind string, at time.Time, v any) {
 		d.audits.Add(1)
 	}
 	d.emit(kind, at, data)
-}
-
-func isShell(p *event.Process) bool {
-	n := filepath.Base(p.Exe)
-	if p.Exe == "" {
-		n = p.Comm
-	}
-	switch n {
-	case "sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox":
-		return true
-	}
-	return false
 }
 
 // writes are the files an event writes, for drift.

@@ -344,8 +344,7 @@ func TestDriftByChangeTime(t *testing.T) {
 	if err != nil {
 		t.Skip("needs /bin/sleep")
 	}
-	start := time.Now()
-	time.Sleep(20 * time.Millisecond)
+	start := time.Now().Add(-2 * driftSlack) // the container started a while ago
 	fresh := filepath.Join(t.TempDir(), "fresh-sleep")
 	if err := os.WriteFile(fresh, raw, 0o755); err != nil {
 		t.Fatal(err)
@@ -367,6 +366,29 @@ func TestDriftByChangeTime(t *testing.T) {
 		_ = cmd.Wait()
 		if got := detections(s.audits(t)); !slices.Equal(got, tc.want) {
 			t.Errorf("exec of %s: audits %v, want %v", tc.bin, got, tc.want)
+		}
+	}
+}
+
+// TestDriftBySensorChangeTime: the change time the sensor read at the exec
+// decides, also for a process gone before the Defender could look.
+func TestDriftBySensorChangeTime(t *testing.T) {
+	d, s := newTestDefense(t, nil, nil)
+	setRuntimePolicy(t, d, 1, `{"rules":[{"name":"drift","processes":{"modifiedProcessEffect":"alert"}}]}`, nil)
+	for _, tc := range []struct {
+		changed time.Time
+		want    []string
+	}{
+		{t0.Add(-time.Hour), []string{}},                // from the image
+		{t0.Add(driftSlack / 2), []string{}},            // within the clocks' slack
+		{t0.Add(time.Minute), []string{rp.DetectDrift}}, // written since
+		{time.Time{}, []string{}},                       // unknown, and no process to stat
+	} {
+		rt := execRT(ctr, pidless, "/tmp/x")
+		rt.Process.ExeChanged = tc.changed
+		d.observe(event.KindProcessExec, t0.Add(2*time.Minute), &rt)
+		if got := detections(s.audits(t)); !slices.Equal(got, tc.want) {
+			t.Errorf("exec of a binary changed at %v (container started %v): audits %v, want %v", tc.changed, t0, got, tc.want)
 		}
 	}
 }

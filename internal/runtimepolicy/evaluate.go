@@ -98,7 +98,10 @@ var (
 	lateralTools = []string{"ssh", "scp", "sftp", "telnet", "rsh", "rlogin", "rcp", "sshpass"}
 	kubectlNames = []string{"kubectl", "oc"}
 	// shells are interpreters a reverse shell runs.
-	shells = []string{"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox"}
+	shells = []string{"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish"}
+	// multiCall binaries are many programs, chosen by argv[0] ("nc") or by
+	// their first argument ("busybox nc").
+	multiCall = []string{"busybox", "toybox"}
 	// binaryDirs hold executables and libraries: writes there alter binaries.
 	binaryDirs = []string{"/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin",
 		"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/libexec"}
@@ -156,13 +159,44 @@ func baseName(p event.Process) string {
 	return p.Comm
 }
 
+// applet is the program a multi-call binary runs as, "" for any other.
+func applet(p event.Process) string {
+	if !slices.Contains(multiCall, baseName(p)) || len(p.Argv) == 0 {
+		return ""
+	}
+	a := path.Base(p.Argv[0])
+	if slices.Contains(multiCall, a) {
+		if len(p.Argv) < 2 || strings.HasPrefix(p.Argv[1], "-") {
+			return ""
+		}
+		a = path.Base(p.Argv[1])
+	}
+	if a == "." || a == "/" || a == baseName(p) {
+		return ""
+	}
+	return a
+}
+
+// ProgramName is what a process runs as: its executable's base name, or
+// the applet of a multi-call binary such as busybox, which shells run as
+// /proc/self/exe with the applet's name as argv[0].
+func ProgramName(p event.Process) string {
+	if a := applet(p); a != "" {
+		return a
+	}
+	return baseName(p)
+}
+
+// IsShell reports whether p runs a shell.
+func IsShell(p event.Process) bool { return slices.Contains(shells, ProgramName(p)) }
+
 // matchProcess reports whether a list entry names p: entries with a "/" are
 // globs over its path, others over its base name.
 func matchProcess(entry string, p event.Process) bool {
 	if strings.Contains(entry, "/") {
 		return collection.Glob(entry, p.Exe)
 	}
-	return collection.Glob(entry, baseName(p))
+	return collection.Glob(entry, ProgramName(p))
 }
 
 func anyProcess(entries []string, p event.Process) (string, bool) {
@@ -175,7 +209,7 @@ func anyProcess(entries []string, p event.Process) (string, bool) {
 }
 
 func nameIn(names []string, p event.Process) bool {
-	n := baseName(p)
+	n := ProgramName(p)
 	return slices.ContainsFunc(names, func(g string) bool { return collection.Glob(g, n) })
 }
 
@@ -297,11 +331,7 @@ func Evaluate(r Rule, m *Model, f Facts) []Finding {
 }
 
 func procName(p event.Process) string {
-	n := p.Exe
-	if n == "" {
-		n = p.Comm
-	}
-	return fmt.Sprintf("%s (pid %d)", n, p.PID)
+	return fmt.Sprintf("%s (pid %d)", processKey(p), p.PID)
 }
 
 func (ev *evaluation) exec(m *Model, active, inContainer bool, f Facts) {

@@ -212,3 +212,35 @@ func TestSensitiveReadPaths(t *testing.T) {
 		}
 	}
 }
+
+func TestProgramNameOfMultiCallBinaries(t *testing.T) {
+	tests := []struct {
+		p    event.Process
+		want string
+	}{
+		{event.Process{Exe: "/usr/bin/nc", Argv: []string{"nc"}}, "nc"},
+		{event.Process{Exe: "/bin/busybox", Argv: []string{"nc", "-l"}}, "nc"},                 // sh's applet via /proc/self/exe
+		{event.Process{Exe: "/bin/busybox", Argv: []string{"/bin/busybox", "nc", "-e"}}, "nc"}, // busybox nc
+		{event.Process{Exe: "/bin/busybox", Argv: []string{"busybox", "--list"}}, "busybox"},
+		{event.Process{Exe: "/bin/busybox", Argv: []string{"busybox"}}, "busybox"},
+		{event.Process{Exe: "/bin/nc", Argv: []string{"nc"}}, "nc"}, // a symlink to busybox: exec names it
+		{event.Process{Comm: "worker"}, "worker"},
+	}
+	for _, tc := range tests {
+		if got := rp.ProgramName(tc.p); got != tc.want {
+			t.Errorf("ProgramName(%+v) = %q, want %q", tc.p, got, tc.want)
+		}
+	}
+	// A deny list names the applet; the model tells applets apart.
+	r := mustRule(t, `{"name":"no nc","processes":{"deniedList":{"effect":"alert","paths":["nc"]}}}`)
+	f := rp.Facts{Kind: event.KindProcessExec, Runtime: event.Runtime{Process: event.Process{Exe: "/bin/busybox", Argv: []string{"nc", "-l"}}, Container: web}}
+	if fs := rp.Evaluate(r, nil, f); len(fs) != 1 || fs[0].Detection != rp.DetectDeniedProcess {
+		t.Errorf("Evaluate(busybox as nc) = %+v, want the deny list to match", fs)
+	}
+	m := rp.NewModel(web.Image, t0, time.Minute, 0)
+	m.Learn(event.KindProcessExec, event.Runtime{Process: event.Process{Exe: "/bin/busybox", Argv: []string{"cat"}}}, t0)
+	m.Tick(t0.Add(time.Minute))
+	if !m.HasProcess(event.Process{Exe: "/bin/busybox", Argv: []string{"cat", "x"}}) || m.HasProcess(event.Process{Exe: "/bin/busybox", Argv: []string{"nc"}}) {
+		t.Errorf("model %v: want busybox-as-cat learned and busybox-as-nc not", m.Processes)
+	}
+}

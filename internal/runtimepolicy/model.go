@@ -128,12 +128,17 @@ func (m *Model) Relearn(now time.Time, window time.Duration, generation int64) {
 }
 
 // processKey is how a process is known to a model: its executable's path,
-// or its command name when the path is unknown.
+// or its command name when the path is unknown, and for a multi-call
+// binary the applet it runs ("/bin/busybox nc").
 func processKey(p event.Process) string {
-	if p.Exe != "" {
-		return p.Exe
+	k := p.Exe
+	if k == "" {
+		k = p.Comm
 	}
-	return p.Comm
+	if a := applet(p); a != "" {
+		k += " " + a
+	}
+	return k
 }
 
 // HasProcess reports whether the model learned p's executable.
