@@ -51,6 +51,7 @@ type defense struct {
 
 	mu           sync.Mutex
 	revision     int64
+	policyGen    uint64 // counts setPolicy calls: cached rule decisions older than it are stale
 	container    rp.Policy
 	host         rp.Policy
 	overrides    map[string]rp.Override // by image
@@ -113,6 +114,7 @@ func (d *defense) setPolicy(p bulwarkv1.Policy) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.revision = p.Revision
+	d.policyGen++
 	for _, k := range []rp.Kind{rp.Container, rp.Host} {
 		pol := rp.DefaultPolicy(k)
 		if raw, ok := p.Policies[k.PolicyType()]; ok {
@@ -222,7 +224,11 @@ func (d *defense) observe(kind string, at time.Time, rt *event.Runtime) {
 			facts.Drift = w.written[rt.Process.Exe] || exeKnown && !w.start.IsZero() && exeChanged.After(w.start.Add(driftSlack))
 		}
 	}
-	rule, ok := d.decide(rt)
+	if w.ruleGen != d.policyGen {
+		w.rule, w.ruleOK = d.decide(rt)
+		w.ruleGen = d.policyGen
+	}
+	rule, ok := w.rule, w.ruleOK
 	model := d.model(kind, at, rt)
 	var findings []rp.Finding
 	if ok {

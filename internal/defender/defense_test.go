@@ -3,6 +3,7 @@ package defender
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -488,5 +489,30 @@ func TestBlockWithoutStopper(t *testing.T) {
 	// Nothing prevents here: the audit says so.
 	if got[0].Audit.Prevented {
 		t.Errorf("prevented without an enforcer")
+	}
+}
+
+// BenchmarkObserve is runtime defense's cost per event on the sensor's
+// reader: a container exec under the default policy and a learned model.
+func BenchmarkObserve(b *testing.B) {
+	d, err := newDefense(defenseConfig{stateDir: b.TempDir(), procRoot: "/nonexistent", host: "node-a", learningWindow: time.Nanosecond,
+		modelReport: time.Hour, tick: time.Second, incidentWindow: time.Minute}, slog.New(slog.DiscardHandler), nil, nil, func(string, time.Time, []byte) {})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rules := `{"rules":[`
+	for i := range 200 {
+		rules += fmt.Sprintf(`{"name":"r%d","collections":[{"name":"c%d","images":["registry.local/app%d:*"]}],"processes":{"effect":"alert"}},`, i, i, i)
+	}
+	rules += `{"name":"all","processes":{"effect":"alert"},"network":{"effect":"alert"},"filesystem":{"effect":"alert"}}]}`
+	setRuntimePolicy(b, d, 1, rules, nil)
+	rt := execRT(ctr, pidless, "/usr/sbin/nginx")
+	d.observe(event.KindProcessExec, t0, &rt)
+	at := t0.Add(time.Second)
+	b.ReportAllocs()
+	for b.Loop() {
+		rt := execRT(ctr, pidless, "/usr/sbin/nginx")
+		rt.Process.ExeChanged = t0.Add(-time.Hour) // as the sensor reports it
+		d.observe(event.KindProcessExec, at, &rt)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"bulwark/internal/event"
+	rp "bulwark/internal/runtimepolicy"
 )
 
 // Bounds of what the Defender keeps per container for forensics.
@@ -32,6 +33,12 @@ type workload struct {
 
 	lastForensics time.Time // when a record was last sent
 	blocked       bool      // stopped (or being stopped) for a block effect
+
+	// The rule that decides for the workload, as of policy generation
+	// ruleGen: deciding walks every rule's collections, so not per event.
+	rule    rp.Rule
+	ruleOK  bool
+	ruleGen uint64
 }
 
 func newWorkload(c *event.Container) *workload {
