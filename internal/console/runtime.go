@@ -51,6 +51,7 @@ func (ri runtimeIngest) ingest(ctx context.Context, batches []event.Batch) {
 					continue
 				}
 				m.ID = runtimepolicy.ModelID(m.Image) // the Console names models, not the Defender
+				m.Bound()
 				models = append(models, m)
 			case event.KindRuntimeAudit:
 				var a event.Audit

@@ -291,6 +291,40 @@ func unionStrings(a, b []string) []string {
 	return out
 }
 
+// Bound cuts a model that holds more than a model may (one a Defender sent)
+// down to the limits, and says so in Truncated.
+func (m *Model) Bound() {
+	cut := func(n, limit int) int {
+		if n > limit {
+			m.Truncated = true
+			return limit
+		}
+		return n
+	}
+	m.Processes = m.Processes[:cut(len(m.Processes), MaxModelProcesses)]
+	m.Network.ListeningPorts = m.Network.ListeningPorts[:cut(len(m.Network.ListeningPorts), MaxModelPorts)]
+	m.Network.OutboundPorts = m.Network.OutboundPorts[:cut(len(m.Network.OutboundPorts), MaxModelPorts)]
+	m.Network.OutboundIPs = m.Network.OutboundIPs[:cut(len(m.Network.OutboundIPs), MaxModelIPs)]
+	m.Filesystem.Paths = m.Filesystem.Paths[:cut(len(m.Filesystem.Paths), MaxModelPaths)]
+	if len(m.Hosts) > maxListEntries {
+		m.Hosts = m.Hosts[:maxListEntries]
+	}
+	if m.Processes == nil {
+		m.Processes = []ModelProcess{}
+	}
+	for _, l := range []*[]uint16{&m.Network.ListeningPorts, &m.Network.OutboundPorts} {
+		if *l == nil {
+			*l = []uint16{}
+		}
+	}
+	if m.Network.OutboundIPs == nil {
+		m.Network.OutboundIPs = []string{}
+	}
+	if m.Filesystem.Paths == nil {
+		m.Filesystem.Paths = []string{}
+	}
+}
+
 // Normalize sorts the model's lists, so that equal models read the same.
 func (m *Model) Normalize() {
 	slices.SortFunc(m.Processes, func(a, b ModelProcess) int { return strings.Compare(a.Path, b.Path) })

@@ -1,6 +1,7 @@
 package runtimepolicy_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -194,6 +195,35 @@ func FuzzParseModelEdit(f *testing.F) {
 		}
 		if _, err := rp.ParseModelEdit(out); err != nil {
 			t.Fatalf("an applied edit does not parse back: %v", err)
+		}
+	})
+}
+
+// FuzzModelMerge: whatever a Defender reports, merging it keeps a model
+// within its bounds and merging it again changes nothing.
+func FuzzModelMerge(f *testing.F) {
+	raw, _ := json.Marshal(learned())
+	f.Add(raw, raw)
+	f.Add([]byte(`{"image":"x","generation":1,"processes":[{"path":"/a"},{"path":"/a"}],"network":{"listeningPorts":[1,1,2]}}`),
+		[]byte(`{"image":"x","generation":1,"state":"active","filesystem":{"paths":["/tmp"]},"hosts":["h"]}`))
+	f.Add([]byte(`{"image":"x","generation":-5}`), []byte(`{"image":"x","generation":9,"state":"bogus"}`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		var m, r rp.Model
+		if json.Unmarshal(a, &m) != nil || json.Unmarshal(b, &r) != nil {
+			return
+		}
+		m.Bound()
+		r.Bound()
+		m.Merge(r)
+		if len(m.Processes) > rp.MaxModelProcesses || len(m.Network.ListeningPorts) > rp.MaxModelPorts || len(m.Filesystem.Paths) > rp.MaxModelPaths {
+			t.Fatalf("merged model beyond its bounds: %d processes, %d ports, %d paths", len(m.Processes), len(m.Network.ListeningPorts), len(m.Filesystem.Paths))
+		}
+		before, _ := json.Marshal(m)
+		if m.Merge(r) {
+			after, _ := json.Marshal(m)
+			if !bytes.Equal(before, after) {
+				t.Fatalf("merging the same report twice changed the model:\n%s\n%s", before, after)
+			}
 		}
 	})
 }
