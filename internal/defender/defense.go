@@ -90,6 +90,7 @@ func newDefense(cfg defenseConfig, logger *slog.Logger, enforcer Enforcer, stopp
 	d := &defense{
 		cfg: cfg, logger: logger, facts: procFacts{root: cfg.procRoot}, enforcer: enforcer, stopper: stopper, emit: emit, now: time.Now,
 		blocks:    make(chan blockJob, 64),
+		policyGen: 1, // above every new workload's ruleGen: the default policy decides until one is set
 		container: rp.DefaultPolicy(rp.Container), host: rp.DefaultPolicy(rp.Host),
 		overrides: map[string]rp.Override{}, models: map[string]*rp.Model{}, reported: map[string]time.Time{},
 		dirty: map[string]bool{}, workloads: map[string]*workload{}, mechanisms: map[string]bulwarkv1.Mechanism{},

@@ -516,3 +516,13 @@ func BenchmarkObserve(b *testing.B) {
 		d.observe(event.KindProcessExec, at, &rt)
 	}
 }
+
+// TestDefaultPolicyWithoutAnySet: a Defender that never got a policy
+// judges with the default one.
+func TestDefaultPolicyWithoutAnySet(t *testing.T) {
+	d, s := newTestDefense(t, nil, nil)
+	d.observe(event.KindProcessExec, t0, ptr(execRT(nil, pidless, "/tmp/xmrig")))
+	if got := detections(s.audits(t)); !slices.Equal(got, []string{rp.DetectCryptoMiner}) {
+		t.Errorf("audits = %v, want the default host rule's crypto miner alert", got)
+	}
+}
