@@ -209,9 +209,11 @@ func TestLearnedModelFlagsUnseenProcess(t *testing.T) {
 	if len(ds) != 1 || ds[0].Sensor == nil || len(ds[0].Sensor.Enforcement) != 4 {
 		t.Errorf("GET /api/v1/defenders = %+v, want the mechanism of each of the 4 kinds", ds)
 	}
-	if st := status(t, state); st.Runtime == nil || st.Runtime.Models < 1 || st.Runtime.Audits == 0 {
-		t.Errorf("status.json runtime = %+v", st.Runtime)
-	}
+	// status.json is rewritten every 2 s.
+	waitFor(t, "the audits in status.json", 10*time.Second, func() bool {
+		st := status(t, state)
+		return st.Runtime != nil && st.Runtime.Models >= 1 && st.Runtime.Audits > 0
+	})
 }
 
 // TestStoredRuntimePolicyWithoutConsole: a Defender restarted while the
