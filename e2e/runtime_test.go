@@ -236,7 +236,7 @@ func TestStoredRuntimePolicyWithoutConsole(t *testing.T) {
 	c.kill(syscall.SIGTERM)
 	d.kill(syscall.SIGTERM)
 
-	d = start(t, nil, "bulwark-defender", "--bundle", b, "--state-dir", state)
+	start(t, nil, "bulwark-defender", "--bundle", b, "--state-dir", state) // killed when the test ends
 	waitFor(t, "the restarted defender to run its sensor", 30*time.Second, func() bool {
 		st := status(t, state)
 		return st.PolicySource == "disk" && st.Sensor != nil && !st.Connected
