@@ -46,8 +46,9 @@ type defense struct {
 	emit func(kind string, at time.Time, data []byte)
 	now  func() time.Time
 
-	blocks chan blockJob
-	audits atomic.Uint64
+	blocks   chan blockJob
+	audits   atomic.Uint64
+	lastSave time.Time // of models.json; only run's goroutine uses it
 
 	mu           sync.Mutex
 	revision     int64
@@ -82,8 +83,11 @@ const (
 	maxModels    = 4096
 	maxWorkloads = 4096
 	modelsFile   = "models.json"
-	idleWorkload = time.Hour        // forget a container not heard of for this long
-	deadWorkload = 10 * time.Minute // … or whose processes all exited this long ago
+	// modelsSaveGap spaces the writes of models.json while models learn;
+	// the Defender also writes it when it stops.
+	modelsSaveGap = 5 * time.Second
+	idleWorkload  = time.Hour        // forget a container not heard of for this long
+	deadWorkload  = 10 * time.Minute // … or whose processes all exited this long ago
 )
 
 func newDefense(cfg defenseConfig, logger *slog.Logger, enforcer Enforcer, stopper Stopper, emit func(string, time.Time, []byte)) (*defense, error) {
@@ -566,7 +570,10 @@ func (d *defense) step(ctx context.Context) {
 			d.mu.Unlock()
 		}
 	}
-	d.saveModels()
+	if now.Sub(d.lastSave) >= modelsSaveGap {
+		d.saveModels()
+		d.lastSave = now
+	}
 }
 
 // targets compiles the enforcement of every known container and the host.
