@@ -160,12 +160,20 @@ func emitCompliance(t testing.TB, d *defender.Defender, at time.Time, host strin
 
 func getJSON[T any](t testing.TB, c *consoletest.Console, path string) (T, string) {
 	t.Helper()
-	r := mustStatus(t, c, admin(call{method: "GET", path: path}), 200)
 	var v T
-	if err := json.Unmarshal(r.body, &v); err != nil {
+	next := getInto(t, c, path, &v)
+	return v, next
+}
+
+// getInto decodes the JSON of a GET that must answer 200 into v and returns
+// its X-Bulwark-Next header.
+func getInto(t testing.TB, c *consoletest.Console, path string, v any) string {
+	t.Helper()
+	r := mustStatus(t, c, admin(call{method: "GET", path: path}), 200)
+	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("GET %s: %s: %v", path, r.body, err)
 	}
-	return v, r.header.Get("X-Bulwark-Next")
+	return r.header.Get("X-Bulwark-Next")
 }
 
 // TestComplianceExplorer feeds compliance events through real Defenders and

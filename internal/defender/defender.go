@@ -21,6 +21,7 @@ import (
 
 	"bulwark/api/bulwarkv1"
 	"bulwark/internal/channel"
+	"bulwark/internal/runtimepolicy"
 	"bulwark/internal/spool"
 )
 
@@ -62,6 +63,21 @@ type Config struct {
 	// RuncRoots are the runc state roots where containers are found (globs
 	// allowed); nil: runc's, containerd's and docker's defaults.
 	RuncRoots []string
+	// LearningWindow is how long a new model of an image learns before
+	// deviations from it are audited.
+	LearningWindow time.Duration
+	// ModelReportInterval is the least time between two reports of a
+	// learning model to the Console (a model that ends learning or is
+	// relearned is reported at once).
+	ModelReportInterval time.Duration
+	// IncidentWindow: the first audit of a container in this long sends
+	// its forensic record along.
+	IncidentWindow time.Duration
+	// Enforcer denies what runtime rules prevent, in the kernel; nil: the
+	// Defender audits them. Stopper stops containers for block rules; nil:
+	// block audits say the container was not stopped.
+	Enforcer Enforcer
+	Stopper  Stopper
 
 	// SyntheticEvents, a test option, makes the Defender produce this many
 	// numbered events in total (across restarts) at SyntheticRate per second
@@ -79,9 +95,12 @@ func Default() Config {
 		ProcRoot:      "/proc",
 		Sensor:        true,
 
-		Compliance:         true,
-		HostRoot:           "/",
-		ComplianceInterval: 30 * time.Second,
+		Compliance:          true,
+		HostRoot:            "/",
+		ComplianceInterval:  30 * time.Second,
+		LearningWindow:      runtimepolicy.DefaultLearningWindow,
+		ModelReportInterval: time.Minute,
+		IncidentWindow:      runtimepolicy.DefaultIncidentWindow,
 	}
 }
 
@@ -112,6 +131,15 @@ func (c Config) Validate() error {
 	if c.SyntheticRate < 0 {
 		errs = append(errs, errors.New("synthetic rate: negative"))
 	}
+	if c.LearningWindow <= 0 {
+		errs = append(errs, fmt.Errorf("learning window %s: want a positive duration", c.LearningWindow))
+	}
+	if c.ModelReportInterval <= 0 {
+		errs = append(errs, fmt.Errorf("model report interval %s: want a positive duration", c.ModelReportInterval))
+	}
+	if c.IncidentWindow <= 0 {
+		errs = append(errs, fmt.Errorf("incident window %s: want a positive duration", c.IncidentWindow))
+	}
 	return errors.Join(errs...)
 }
 
@@ -126,6 +154,7 @@ type Defender struct {
 	client      *channel.Client
 	sensing     *sensing  // nil: no sensor
 	assessor    *assessor // nil: compliance off
+	defense     *defense
 	sensorErr   string
 	metricsAddr atomic.Value // string, once serving
 
@@ -157,6 +186,13 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	d := &Defender{cfg: cfg, version: version, logger: logger.With(slog.String("defender", b.Info.DefenderID)), bundle: b, policySource: "none"}
+	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
+	if d.defense, err = newDefense(defenseConfig{
+		stateDir: cfg.StateDir, procRoot: cfg.ProcRoot, host: d.ident.Hostname, learningWindow: cfg.LearningWindow,
+		modelReport: cfg.ModelReportInterval, tick: 250 * time.Millisecond, incidentWindow: cfg.IncidentWindow,
+	}, d.logger, cfg.Enforcer, cfg.Stopper, d.emitDefense); err != nil {
+		return nil, err
+	}
 	if err := d.loadPolicy(); err != nil {
 		return nil, err
 	}
@@ -165,7 +201,6 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
 	d.spool = sp
-	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
 	if cfg.Compliance {
 		d.assessor = newAssessor(cfg, d, d.logger)
 		d.assessor.init()
@@ -207,6 +242,7 @@ func (d *Defender) loadPolicy() error {
 		return fmt.Errorf("stored policy %s is corrupt: %w", filepath.Join(d.cfg.StateDir, policyFile), err)
 	}
 	d.policy, d.policySource = p, "disk"
+	d.defense.setPolicy(p)
 	d.logger.Info("enforcing stored policy", slog.Int64("revision", p.Revision))
 	return nil
 }
@@ -229,6 +265,7 @@ func (d *Defender) applyPolicy(p bulwarkv1.Policy) error {
 	d.mu.Lock()
 	d.policy, d.policySource = p, "console"
 	d.mu.Unlock()
+	d.defense.setPolicy(p)
 	d.logger.Info("enforcing policy", slog.Int64("revision", p.Revision), slog.Int64("previous", cur))
 	if d.assessor != nil {
 		d.assessor.policyChanged()
@@ -277,7 +314,9 @@ func (d *Defender) sensorInfo() *bulwarkv1.SensorInfo {
 	if d.sensing == nil {
 		return nil
 	}
-	return d.sensing.info()
+	si := d.sensing.info()
+	si.Enforcement = d.defense.status().Enforcement
+	return si
 }
 
 func (d *Defender) heartbeat() bulwarkv1.Heartbeat {
@@ -311,6 +350,7 @@ type Status struct {
 	Sensor         *bulwarkv1.SensorInfo `json:"sensor,omitempty"`
 	SensorError    string                `json:"sensorError,omitempty"`
 	Compliance     *ComplianceStatus     `json:"compliance,omitempty"`
+	Runtime        *RuntimeStatus        `json:"runtime,omitempty"`
 	CertNotAfter   time.Time             `json:"certNotAfter"`
 	UpdatedAt      time.Time             `json:"updatedAt"`
 }
@@ -321,10 +361,12 @@ func (d *Defender) Status() Status {
 	if d.assessor != nil {
 		cs = d.assessor.statusInfo()
 	}
+	rs := d.defense.status()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Status{
 		Compliance: cs,
+		Runtime:    rs,
 		ID:         d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
 		Console: d.cfg.ConsoleURL, Connected: d.connected, LastError: d.lastErr,
 		PolicyRevision: d.policy.Revision, PolicySource: d.policySource, Spool: d.spoolInfo(),
@@ -371,8 +413,16 @@ func (d *Defender) Emit(kind string, at time.Time, data ...json.RawMessage) erro
 }
 
 // Run works until ctx ends: the channel, and the synthetic generator when configured.
+// The stored policy is enforced on the containers already running before
+// the channel starts, so that a Defender that cannot reach the Console
+// still prevents what the policy prevents.
 func (d *Defender) Run(ctx context.Context) error {
+	if d.sensing != nil {
+		d.sensing.scanExisting()
+	}
+	d.defense.step(ctx)
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.defense.run(ctx) })
 	g.Go(func() error { return d.client.Run(ctx) })
 	if d.sensing != nil {
 		g.Go(func() error { return d.sensing.run(ctx) })
