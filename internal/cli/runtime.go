@@ -520,13 +520,6 @@ func incidentWhere(i api.Incident) string {
 	return name + " on " + i.Hostname
 }
 
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
 func writeIncident(w io.Writer, i api.Incident) error {
 	fmt.Fprintf(w, "Incident %s: %s, %d audits from %s to %s\n", i.ID, i.Category, i.AuditCount, timeCell(i.Time), timeCell(i.LastTime))
 	fmt.Fprintf(w, "Where: %s", cell(incidentWhere(i)))

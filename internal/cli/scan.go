@@ -14,10 +14,10 @@ import (
 	"sync"
 
 	"github.com/spf13/cobra"
-	psaapi "k8s.io/pod-security-admission/api"
 
 	"bulwark/internal/compliance"
 	"bulwark/internal/k8s"
+	"bulwark/internal/rego"
 )
 
 // Output formats. The root's --output knows table and json; scan also
@@ -35,77 +35,77 @@ const maxManifestSize = 64 << 20
 // stdinName names standard input in reports.
 const stdinName = "<stdin>"
 
-// scanFlags are the flags of bulwarkctl scan k8s as given.
+// scanKind is an input that bulwarkctl scan reads: a subcommand, the
+// checks that apply to it, how its inputs are found and how one is decoded
+// into what the checks evaluate. Everything else (flags, evaluation,
+// threshold, reports, exit codes) is shared.
+type scanKind struct {
+	name          string // the subcommand: k8s, oci, docker, image, host
+	use           string // its arguments: "PATH...|-"
+	short         string
+	long, example string
+	scope         compliance.Scope // the catalog checks that apply
+	what          string           // the inputs, in messages: "Kubernetes manifests"
+	input         string           // one input, in JUnit's case for an unreadable one: "manifest"
+	noun          string           // one thing evaluated, in the summary: "object"
+	tag           string           // the SARIF rules' tag
+	empty         string           // the start of the error for directories without inputs
+	// host: the input is one host root, not files.
+	host bool
+	// args checks the arguments; nil: at least one PATH or -.
+	args cobra.PositionalArgs
+	// flags adds the kind's own flags.
+	flags func(*cobra.Command, *scanFlags)
+	// find adds the inputs under a directory named on the command line.
+	find func(dir string, add func(path string)) (warnings []string, err error)
+	// decode reads one input.
+	decode func(in scanInput, cfg *scanConfig) decoded
+}
+
+// scanFlags are the flags of a scan as given.
 type scanFlags struct {
-	threshold, pssLevel, pssVersion string
-	checks, skip                    []string
+	threshold, pssLevel, pssVersion, engine string
+	checks, skip, custom                    []string
 }
 
 // scanConfig is what a scan evaluates, resolved from the flags.
 type scanConfig struct {
+	kind       *scanKind
 	threshold  compliance.Severity
-	pssLevel   string // baseline, restricted or none
+	pssLevel   string // k8s: baseline, restricted or none
 	pssVersion string
-	// checks are the evaluated checks, in catalog order: SARIF rules and
-	// JUnit test cases.
+	engine     string // oci: the --engine as given
+	cri        bool   // findings carry CRI IDs (rules and test cases show them)
+	// checks are the evaluated checks, in catalog order, then the custom
+	// ones: SARIF rules and JUnit test cases.
 	checks []compliance.Check
 	opts   compliance.Options
+	// custom evaluates the --custom-checks; nil without.
+	custom *rego.Evaluator
 }
 
-const scanLong = `Scan Kubernetes manifests for compliance, offline: no Console and no login are
-needed. PATH is a file or a directory (its *.yaml, *.yml and *.json files,
-recursively, skipping hidden directories and the templates of Helm charts,
-which must be rendered first); - reads standard input.
+// prismaID is the ID a check's findings carry in this scan.
+func (cfg *scanConfig) prismaID(c compliance.Check) string { return c.PrismaID(cfg.cri) }
 
-Files hold any number of YAML documents or JSON objects, v1 Lists and typed
-lists, read as kubectl reads them. Pods and pod controllers are checked:
-Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob,
-ReplicationController, PodTemplate; other kinds are skipped.
-
-Every check of the catalog that applies to manifests runs, and the Pod
-Security Standards profile --pss-level (baseline, restricted or none) at
---pss-version (latest or v1.N), evaluated by Kubernetes' own
-pod-security-admission: pss-baseline and pss-restricted findings, one per
-failed control. --checks and --skip take check slugs or Prisma IDs,
-comma-separated.
-
-Findings below --severity-threshold are not reported. The default, high,
-matches the Console's default rule, which alerts on critical and high.
-
-A check is ignored on one object by an annotation on it (or on its pod
-template) that gives the reason, which is required:
-  bulwark.dev/ignore-check.<check>: "<reason>"
-Ignored findings are listed as suppressed in JSON and SARIF, skipped in JUnit
-and counted in the table.
-
-Output (-o): table (default), json, sarif (SARIF 2.1.0, for code scanning)
-or junit (one test suite per file, a test case per object and check).
-
-Exit codes: 0 no finding at or above the threshold, 1 findings at or above
-it, 2 bad flags or a manifest that cannot be read (the error names the file
-and line).
-
-Checks (slug, Prisma ID, severity):
-`
-
-const scanExample = `  # A directory of manifests; exit 1 on anything critical or high
-  bulwarkctl scan k8s deploy/
-
-  # Everything from low up, with the restricted profile, for GitHub code scanning
-  bulwarkctl scan k8s --severity-threshold low --pss-level restricted -o sarif k8s/ > bulwark.sarif
-
-  # A rendered Helm chart, as a JUnit report for the CI
-  helm template ./chart | bulwarkctl scan k8s -o junit - > bulwark-junit.xml
-
-  # Only some checks, by slug or Prisma ID
-  bulwarkctl scan k8s --checks privileged,host-pid,5059 app.yaml`
+// displayName is "<ID> - <title>", as Prisma names a check, or the title
+// alone.
+func (cfg *scanConfig) displayName(c compliance.Check) string {
+	if id := cfg.prismaID(c); id != "" {
+		return id + " - " + c.Title
+	}
+	return c.Title
+}
 
 func (a *app) scanCommand() *cobra.Command {
 	scan := &cobra.Command{
 		Use:   "scan",
 		Short: "Check configuration for compliance, offline",
 		Long: `Check configuration for compliance with Bulwark's checks, offline: no Console
-and no login are needed.`,
+and no login are needed. Each input has its subcommand: Kubernetes manifests
+(k8s), OCI runtime specs (oci), docker inspect output (docker), image configs
+(image) and a host's files (host). They share the output formats, the severity
+threshold and the exit codes; custom checks written in Rego (--custom-checks)
+run on manifests, containers and images alike.`,
 		Args: args(),
 		// Scans need no Console: this replaces the root's resolution of the
 		// Console settings, and accepts the scan's own output formats.
@@ -118,88 +118,127 @@ and no login are needed.`,
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	for _, kind := range scanKinds() {
+		scan.AddCommand(a.scanKindCommand(kind))
+	}
+	return scan
+}
+
+func scanKinds() []*scanKind {
+	return []*scanKind{k8sKind(), ociKind(), dockerKind(), imageKind(), hostKind()}
+}
+
+func (a *app) scanKindCommand(kind *scanKind) *cobra.Command {
 	var f scanFlags
-	k := &cobra.Command{
-		Use:     "k8s PATH...|-",
-		Short:   "Scan Kubernetes manifests: the catalog's checks and the Pod Security Standards",
-		Long:    scanLong + checkList(),
-		Example: scanExample,
-		Args: func(_ *cobra.Command, got []string) error {
+	check := kind.args
+	if check == nil {
+		check = func(_ *cobra.Command, got []string) error {
 			if len(got) == 0 {
 				return usagef("expected PATH... (files or directories) or - for standard input")
 			}
 			return nil
-		},
-		RunE: a.run(func(ctx context.Context, paths []string) error { return a.scanK8s(ctx, paths, f) }),
+		}
 	}
-	fl := k.Flags()
+	cmd := &cobra.Command{
+		Use:     kind.name + " " + kind.use,
+		Short:   kind.short,
+		Long:    kind.long,
+		Example: kind.example,
+		Args:    check,
+		RunE:    a.run(func(ctx context.Context, paths []string) error { return a.scan(ctx, kind, paths, f) }),
+	}
+	fl := cmd.Flags()
 	fl.StringVar(&f.threshold, "severity-threshold", string(compliance.SeverityHigh), "report findings of this severity or higher: critical, high, medium, low or info")
-	fl.StringVar(&f.pssLevel, "pss-level", "baseline", "Pod Security Standards profile: baseline, restricted or none")
-	fl.StringVar(&f.pssVersion, "pss-version", "latest", "Pod Security Standards version: latest or v1.N")
+	if kind.flags != nil {
+		kind.flags(cmd, &f)
+	}
 	fl.StringSliceVar(&f.checks, "checks", nil, "run only these checks (slugs or Prisma IDs, comma-separated)")
 	fl.StringSliceVar(&f.skip, "skip", nil, "do not run these checks (slugs or Prisma IDs, comma-separated)")
-	scan.AddCommand(k)
-	return scan
+	if !kind.host {
+		fl.StringArrayVar(&f.custom, "custom-checks", nil, "also run the custom checks (Rego) in this directory, .rego file or exported JSON; repeatable")
+	}
+	return cmd
 }
 
-// checkList lists the checks that apply to manifests, for the help.
-func checkList() string {
+// checkList lists the checks that apply to the kind's inputs, for the help.
+func checkList(scope compliance.Scope, cri bool) string {
 	var b strings.Builder
 	for _, c := range compliance.Catalog() {
-		if !c.Applies(compliance.ScopeManifest) {
+		if !c.Applies(scope) || (c.External && scope != compliance.ScopeManifest) {
 			continue
 		}
-		fmt.Fprintf(&b, "  %-20s %-5s %-9s %s\n", c.Slug, c.CRIID, c.Severity, c.Title)
+		fmt.Fprintf(&b, "  %-20s %-5s %-9s %s\n", c.Slug, c.PrismaID(cri), c.Severity, c.Title)
 	}
 	return b.String()
 }
 
 // config validates the flags.
-func (f scanFlags) config() (*scanConfig, error) {
-	cfg := &scanConfig{threshold: compliance.Severity(strings.ToLower(f.threshold)), pssLevel: f.pssLevel, pssVersion: f.pssVersion}
+func (f scanFlags) config(ctx context.Context, kind *scanKind) (*scanConfig, error) {
+	cfg := &scanConfig{kind: kind, threshold: compliance.Severity(strings.ToLower(f.threshold)), cri: kind.scope == compliance.ScopeManifest}
 	if cfg.threshold.Rank() < 0 {
 		return nil, usagef("--severity-threshold must be critical, high, medium, low or info, not %q", f.threshold)
 	}
-	version, err := k8s.ParsePSSVersion(f.pssVersion)
-	if err != nil {
-		return nil, usagef("--pss-version: %v", err)
+	if kind.scope == compliance.ScopeManifest {
+		if err := f.pss(cfg); err != nil {
+			return nil, err
+		}
 	}
-	switch f.pssLevel {
-	case "baseline", "restricted":
-		cfg.opts.Evaluators = []compliance.Evaluator{k8s.PSS(psaapi.Level(f.pssLevel), version)}
-	case "none":
-	default:
-		return nil, usagef("--pss-level must be baseline, restricted or none, not %q", f.pssLevel)
+	if kind.name == "oci" {
+		switch f.engine {
+		case "runc", "containerd", "cri-o", "docker":
+			cfg.engine, cfg.cri = f.engine, f.engine != "docker"
+		default:
+			return nil, usagef("--engine must be runc, containerd, cri-o or docker, not %q", f.engine)
+		}
 	}
-	only, err := resolveChecks("--checks", f.checks)
+	if len(f.custom) > 0 {
+		ev, custom, err := loadCustomChecks(ctx, f.custom)
+		if err != nil {
+			return nil, err
+		}
+		cfg.custom, cfg.opts.Custom = ev, custom
+	}
+	only, err := cfg.resolveChecks("--checks", f.checks)
 	if err != nil {
 		return nil, err
 	}
-	skip, err := resolveChecks("--skip", f.skip)
+	skip, err := cfg.resolveChecks("--skip", f.skip)
 	if err != nil {
 		return nil, err
 	}
 	for _, slug := range only {
+		if kind.scope != compliance.ScopeManifest {
+			break
+		}
 		if slug == k8s.CheckPSSBaseline && f.pssLevel == "none" || slug == k8s.CheckPSSRestricted && f.pssLevel != "restricted" {
 			return nil, usagef("--checks %s needs --pss-level %s", slug, strings.TrimPrefix(slug, "pss-"))
 		}
 	}
+	selected := func(c compliance.Check) bool {
+		return !slices.Contains(skip, c.Slug) && (len(only) == 0 || slices.Contains(only, c.Slug))
+	}
 	for _, c := range compliance.Catalog() {
-		if !c.Applies(compliance.ScopeManifest) || slices.Contains(skip, c.Slug) || (len(only) > 0 && !slices.Contains(only, c.Slug)) {
+		if !c.Applies(kind.scope) || !selected(c) {
 			continue
 		}
-		switch c.Slug {
-		case k8s.CheckPSSBaseline:
-			if f.pssLevel == "none" {
-				continue
-			}
-		case k8s.CheckPSSRestricted:
-			if f.pssLevel != "restricted" {
+		if c.External {
+			// Only the Pod Security Standards profiles are evaluated here,
+			// by the pod-security-admission adapter, at the level asked.
+			switch {
+			case c.Slug == k8s.CheckPSSBaseline && f.pssLevel != "none":
+			case c.Slug == k8s.CheckPSSRestricted && f.pssLevel == "restricted":
+			default:
 				continue
 			}
 		}
 		cfg.checks = append(cfg.checks, c)
 		cfg.opts.Checks = append(cfg.opts.Checks, c.Slug)
+	}
+	for _, c := range cfg.opts.Custom {
+		if c.Applies(kind.scope) && selected(c) {
+			cfg.checks = append(cfg.checks, c)
+			cfg.opts.Checks = append(cfg.opts.Checks, c.Slug)
+		}
 	}
 	if len(cfg.checks) == 0 {
 		return nil, usagef("--checks and --skip leave no check to run")
@@ -208,51 +247,101 @@ func (f scanFlags) config() (*scanConfig, error) {
 }
 
 // resolveChecks turns slugs and Prisma IDs into slugs of checks that apply
-// to manifests.
-func resolveChecks(flag string, refs []string) ([]string, error) {
+// to the scan's inputs, custom checks included.
+func (cfg *scanConfig) resolveChecks(flag string, refs []string) ([]string, error) {
 	var out []string
+	kind := cfg.kind
 	for _, ref := range refs {
 		ref = strings.TrimSpace(ref)
 		if ref == "" {
 			continue
 		}
 		var found []compliance.Check
-		for _, c := range compliance.Catalog() {
+		for _, c := range append(compliance.Catalog(), cfg.opts.Custom...) {
 			if c.Slug == ref || c.DockerID == ref || c.CRIID == ref {
 				found = append(found, c)
 			}
 		}
 		if len(found) == 0 {
-			return nil, usagef("%s: no check %q in the catalog ('bulwarkctl scan k8s --help' lists them)", flag, ref)
+			return nil, usagef("%s: no check %q in the catalog ('bulwarkctl scan %s --help' lists them)", flag, ref, kind.name)
 		}
 		applies := false
 		for _, c := range found {
-			if c.Applies(compliance.ScopeManifest) {
-				applies = true
-				out = append(out, c.Slug)
+			if !c.Applies(kind.scope) {
+				continue
 			}
+			if c.External && kind.scope != compliance.ScopeManifest {
+				return nil, usagef("%s: check %q is not evaluated from configuration (it needs runtime events or a person)", flag, ref)
+			}
+			applies = true
+			out = append(out, c.Slug)
 		}
 		if !applies {
-			return nil, usagef("%s: check %q does not apply to Kubernetes manifests", flag, ref)
+			return nil, usagef("%s: check %q does not apply to %s", flag, ref, kind.what)
 		}
 	}
 	return out, nil
 }
 
-// scanInput is one file to scan.
+// scanInput is one input to scan.
 type scanInput struct {
 	name string // as reported: the path as given or found, or stdinName
 	path string // "" for standard input
 	data []byte // standard input, read at once
+	// found: the input was found in a directory rather than named.
+	found bool
 }
 
-// scanK8s is bulwarkctl scan k8s.
-func (a *app) scanK8s(ctx context.Context, paths []string, f scanFlags) error {
-	cfg, err := f.config()
+// read returns the input's bytes.
+func (in scanInput) read() ([]byte, error) {
+	if in.path == "" {
+		return in.data, nil
+	}
+	return readManifest(in.path)
+}
+
+// decoded is what one input holds.
+type decoded struct {
+	units    []scanUnit
+	errors   []scanError
+	warnings []string
+	// skipped inputs are not counted: an OCI pod sandbox found in a
+	// directory.
+	skipped bool
+}
+
+// readError is an input that cannot be read at all.
+func readError(in scanInput, err error) decoded {
+	return decoded{errors: []scanError{{File: in.name, Message: err.Error()}}}
+}
+
+// scanUnit is one thing a scan evaluates: a Kubernetes object, a
+// container, an image or a host.
+type scanUnit struct {
+	object   scanObject
+	workload *compliance.Workload // or
+	host     *compliance.Host
+	// ignores are the checks the object's annotations ignore, with the
+	// reasons.
+	ignores map[string]string
+	// locate says where a finding's path is written: the file ("" for the
+	// input) and the line (0 when unknown).
+	locate func(path string) (file string, line int)
+}
+
+// scan is bulwarkctl scan <kind>.
+func (a *app) scan(ctx context.Context, kind *scanKind, paths []string, f scanFlags) error {
+	cfg, err := f.config(ctx, kind)
 	if err != nil {
 		return err
 	}
-	inputs, warnings, err := a.scanInputs(paths)
+	var inputs []scanInput
+	var warnings []string
+	if kind.host {
+		inputs, err = hostInputs(paths)
+	} else {
+		inputs, warnings, err = a.scanInputs(kind, paths)
+	}
 	if err != nil {
 		return err
 	}
@@ -260,7 +349,7 @@ func (a *app) scanK8s(ctx context.Context, paths []string, f scanFlags) error {
 		fmt.Fprintf(a.stderr, "bulwarkctl: warning: %s\n", w)
 	}
 	if len(inputs) == 0 {
-		return &codeError{code: exitUsage, msg: "no *.yaml, *.yml or *.json files in " + strings.Join(paths, ", ")}
+		return &codeError{code: exitUsage, msg: kind.empty + " in " + strings.Join(paths, ", ")}
 	}
 	files, err := a.scanFiles(ctx, inputs, cfg)
 	if err != nil {
@@ -295,9 +384,9 @@ func (a *app) scanK8s(ctx context.Context, paths []string, f scanFlags) error {
 	return nil
 }
 
-// scanInputs lists the files to scan: the files named, the manifests under
-// the directories named, standard input for "-".
-func (a *app) scanInputs(paths []string) (inputs []scanInput, warnings []string, err error) {
+// scanInputs lists the inputs to scan: the files named, the inputs the
+// kind finds under the directories named, standard input for "-".
+func (a *app) scanInputs(kind *scanKind, paths []string) (inputs []scanInput, warnings []string, err error) {
 	seen := map[string]bool{}
 	add := func(in scanInput) {
 		if !seen[in.name] {
@@ -328,35 +417,35 @@ func (a *app) scanInputs(paths []string) (inputs []scanInput, warnings []string,
 			add(scanInput{name: p, path: p})
 			continue
 		}
-		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				if path != p && strings.HasPrefix(d.Name(), ".") {
-					return filepath.SkipDir
-				}
-				if d.Name() == "templates" && fileExists(filepath.Join(filepath.Dir(path), "Chart.yaml")) {
-					warnings = append(warnings, fmt.Sprintf("skipping %s: Helm templates must be rendered first (helm template %s | bulwarkctl scan k8s -)", path, filepath.Dir(path)))
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			switch strings.ToLower(filepath.Ext(path)) {
-			case ".yaml", ".yml", ".json":
-				// Symbolic links to files count; links to directories are
-				// not followed (no cycles).
-				if d.Type().IsRegular() || (d.Type()&fs.ModeSymlink != 0 && fileExists(path)) {
-					add(scanInput{name: path, path: path})
-				}
-			}
-			return nil
-		})
+		w, err := kind.find(p, func(path string) { add(scanInput{name: path, path: path, found: path != p}) })
 		if err != nil {
 			return nil, nil, &codeError{code: exitUsage, msg: fmt.Sprintf("scan %s: %v", p, err)}
 		}
+		warnings = append(warnings, w...)
 	}
 	return inputs, warnings, nil
+}
+
+// findFiles walks dir for the files whose extension is one of exts,
+// skipping hidden directories. Symbolic links to files count; links to
+// directories are not followed (no cycles).
+func findFiles(dir string, add func(string), exts ...string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != dir && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if slices.Contains(exts, strings.ToLower(filepath.Ext(path))) &&
+			(d.Type().IsRegular() || (d.Type()&fs.ModeSymlink != 0 && fileExists(path))) {
+			add(path)
+		}
+		return nil
+	})
 }
 
 func fileExists(p string) bool {
@@ -364,28 +453,36 @@ func fileExists(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// scannedFile is the result of one file. Findings below the threshold are
-// only counted, so that a large scan keeps little in memory.
+// scannedFile is the result of one input. Findings below the threshold
+// are only counted, so that a large scan keeps little in memory.
 type scannedFile struct {
 	name     string
 	objects  []scannedObject
 	below    int
 	errors   []scanError
 	warnings []string
+	skipped  bool
 }
 
 // scannedObject is one object and its findings at or above the threshold.
 type scannedObject struct {
-	source   compliance.Source
+	object   scanObject
 	findings []scannedFinding
 }
 
 type scannedFinding struct {
 	compliance.Finding
-	// lines are where the paths are written; one line, the object's, when
-	// the finding has no path.
-	lines      []int
+	// locs are where the paths are written; one, the object's, when the
+	// finding has no path.
+	locs       []scanLoc
 	suppressed string // the ignore annotation's reason
+}
+
+// scanLoc is a place in a file; line 0 when the file does not hold the
+// key (a host file's mode, an option left unset).
+type scanLoc struct {
+	file string
+	line int
 }
 
 // scanError is an input that cannot be read, at a line when known.
@@ -413,7 +510,7 @@ func (a *app) scanFiles(ctx context.Context, inputs []scanInput, cfg *scanConfig
 	for range min(runtime.GOMAXPROCS(0), len(inputs)) {
 		wg.Go(func() {
 			for i := range jobs {
-				out[i] = scanFile(inputs[i], cfg)
+				out[i] = scanFile(ctx, inputs[i], cfg)
 				prog.add(1)
 			}
 		})
@@ -433,49 +530,31 @@ feed:
 	return out, err
 }
 
-// scanFile reads, decodes and evaluates one file.
-func scanFile(in scanInput, cfg *scanConfig) scannedFile {
-	res := scannedFile{name: in.name}
-	data := in.data
-	if in.path != "" {
-		var err error
-		if data, err = readManifest(in.path); err != nil {
-			res.errors = append(res.errors, scanError{File: in.name, Message: err.Error()})
-			return res
+// scanFile reads, decodes and evaluates one input.
+func scanFile(ctx context.Context, in scanInput, cfg *scanConfig) scannedFile {
+	d := cfg.kind.decode(in, cfg)
+	res := scannedFile{name: in.name, errors: d.errors, warnings: d.warnings, skipped: d.skipped}
+	for _, u := range d.units {
+		so := scannedObject{object: u.object}
+		findings, errs := cfg.evaluate(ctx, u)
+		for _, err := range errs {
+			res.errors = append(res.errors, scanError{File: in.name, Line: u.object.Line, Message: err.Error()})
 		}
-	}
-	objs, err := k8s.Decode(in.name, data)
-	for _, e := range unjoin(err) {
-		se := scanError{File: in.name, Message: e.Error()}
-		var pe *k8s.ParseError
-		if errors.As(e, &pe) {
-			se.Line, se.Message = pe.Line, pe.Msg
-		}
-		res.errors = append(res.errors, se)
-	}
-	for _, o := range objs {
-		ignores, err := k8s.Ignores(o)
-		var pe *k8s.ParseError
-		if errors.As(err, &pe) {
-			res.errors = append(res.errors, scanError{File: in.name, Line: pe.Line, Message: pe.Msg})
-		}
-		for slug := range ignores {
-			if _, ok := compliance.Lookup(slug); !ok {
-				res.warnings = append(res.warnings, fmt.Sprintf("%s:%d: %s%s names no check in the catalog", in.name, o.Workload.Source.Line, k8s.IgnoreAnnotation, slug))
-			}
-		}
-		so := scannedObject{source: o.Workload.Source}
-		for _, f := range compliance.Evaluate(o.Workload, cfg.opts) {
+		for _, f := range findings {
 			if f.Severity.Rank() < cfg.threshold.Rank() {
 				res.below++
 				continue
 			}
-			sf := scannedFinding{Finding: f, suppressed: ignores[f.Check]}
+			sf := scannedFinding{Finding: f, suppressed: u.ignores[f.Check]}
 			for _, p := range f.Paths {
-				sf.lines = append(sf.lines, o.Line(p))
+				file, line := u.locate(p)
+				if file == "" {
+					file = in.name
+				}
+				sf.locs = append(sf.locs, scanLoc{file: file, line: line})
 			}
-			if len(sf.lines) == 0 {
-				sf.lines = []int{o.Workload.Source.Line}
+			if len(sf.locs) == 0 {
+				sf.locs = []scanLoc{{file: in.name, line: u.object.Line}}
 			}
 			so.findings = append(so.findings, sf)
 		}
@@ -483,6 +562,41 @@ func scanFile(in scanInput, cfg *scanConfig) scannedFile {
 	}
 	slices.Sort(res.warnings)
 	return res
+}
+
+// evaluate runs the selected checks on one unit. The errors are custom
+// checks that failed on it.
+func (cfg *scanConfig) evaluate(ctx context.Context, u scanUnit) ([]compliance.Finding, []error) {
+	if u.host != nil {
+		var out []compliance.Finding
+		for _, f := range compliance.EvaluateHost(*u.host) {
+			if slices.Contains(cfg.opts.Checks, f.Check) {
+				out = append(out, f)
+			}
+		}
+		return out, nil
+	}
+	opts := cfg.opts
+	var errs []error
+	if cfg.custom != nil {
+		opts.Evaluators = append(slices.Clip(opts.Evaluators), &customEvaluator{ctx: ctx, ev: cfg.custom, errs: &errs})
+	}
+	return compliance.Evaluate(*u.workload, opts), errs
+}
+
+// customEvaluator runs the custom checks on one workload for
+// compliance.Evaluate, keeping the errors of those that fail, which
+// Evaluator has no way to return. It lives for one call.
+type customEvaluator struct {
+	ctx  context.Context //nolint:containedctx // one Evaluate call's
+	ev   *rego.Evaluator
+	errs *[]error
+}
+
+func (c *customEvaluator) Evaluate(w compliance.Workload) []compliance.Finding {
+	fs, err := c.ev.EvaluateContext(c.ctx, w)
+	*c.errs = append(*c.errs, unjoin(err)...)
+	return fs
 }
 
 func readManifest(path string) ([]byte, error) {

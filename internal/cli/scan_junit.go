@@ -8,7 +8,7 @@ import (
 )
 
 // JUnit XML as CI systems read it (the Ant/Jenkins form): a suite per file,
-// a case per object and check.
+// a case per object (container, image, host) and check.
 type (
 	junitSuites struct {
 		XMLName  xml.Name     `xml:"testsuites"`
@@ -55,22 +55,23 @@ func writeJUnit(w io.Writer, rep *scanReport, cfg *scanConfig) error {
 	for _, f := range rep.Findings {
 		byObject[f.obj] = append(byObject[f.obj], f)
 	}
-	out := junitSuites{Name: "bulwarkctl scan k8s"}
+	out := junitSuites{Name: "bulwarkctl scan " + cfg.kind.name}
 	obj := 0
 	for _, file := range rep.files {
 		s := junitSuite{Name: file.name}
 		for _, e := range file.errors {
 			s.Cases = append(s.Cases, junitCase{
-				Name: "read manifest", Classname: file.name, File: file.name, Line: e.Line,
+				Name: "read " + cfg.kind.input, Classname: file.name, File: file.name, Line: e.Line,
 				Error: &junitProblem{Message: e.String(), Type: "parse"},
 			})
 			s.Errors++
 		}
 		for _, o := range file.objects {
 			obj++
-			class := scanObject{Kind: o.source.Object.Kind, Namespace: o.source.Object.Namespace, Name: o.source.Object.Name}.String()
+			class := o.object
+			class.ID, class.Line = "", 0
 			for _, c := range cfg.checks {
-				tc := junitCase{Name: displayName(c), Classname: class, File: file.name, Line: o.source.Line}
+				tc := junitCase{Name: cfg.displayName(c), Classname: class.String(), File: file.name, Line: o.object.Line}
 				var failing, ignored []scanFinding
 				for _, f := range byObject[obj] {
 					switch {
@@ -83,7 +84,7 @@ func writeJUnit(w io.Writer, rep *scanReport, cfg *scanConfig) error {
 				}
 				switch {
 				case len(failing) > 0:
-					tc.Line = failing[0].Line
+					tc.File, tc.Line = failing[0].File, failing[0].Line
 					tc.Failure = junitFailure(failing)
 					s.Failures++
 				case len(ignored) > 0:
@@ -123,7 +124,11 @@ func junitFailure(fs []scanFinding) *junitProblem {
 	for _, f := range fs {
 		fmt.Fprintf(&b, "%s: %s\n", strings.ToUpper(string(f.Severity)), f.Message)
 		for i, path := range f.Paths {
-			fmt.Fprintf(&b, "  at %s (%s:%d)\n", path, f.File, f.lines[i])
+			if l := f.locs[i]; l.line > 0 {
+				fmt.Fprintf(&b, "  at %s (%s:%d)\n", path, l.file, l.line)
+			} else {
+				fmt.Fprintf(&b, "  at %s (%s)\n", path, l.file)
+			}
 		}
 	}
 	p.Text = b.String()

@@ -15,14 +15,20 @@ import (
 // scanReport is the result of a scan as -o json prints it. Findings are
 // those at or above the threshold, suppressed ones included and marked.
 type scanReport struct {
-	Tool      string        `json:"tool"`
-	Version   string        `json:"version"`
+	Tool    string `json:"tool"`
+	Version string `json:"version"`
+	// Input is what was scanned: oci, docker, image or host; absent for
+	// Kubernetes manifests, whose reports came first.
+	Input string `json:"input,omitempty"`
+	// Engine is the engine assumed for OCI runtime specs.
+	Engine    string        `json:"engine,omitempty"`
 	Threshold string        `json:"severityThreshold"`
-	PSS       scanPSS       `json:"pss"`
+	PSS       *scanPSS      `json:"pss,omitempty"`
 	Summary   scanSummary   `json:"summary"`
 	Findings  []scanFinding `json:"findings"`
 	Errors    []scanError   `json:"errors"`
 
+	kind     *scanKind
 	files    []scannedFile
 	warnings []string
 }
@@ -33,7 +39,9 @@ type scanPSS struct {
 }
 
 type scanSummary struct {
-	Files   int `json:"files"`
+	Files int `json:"files"`
+	// Objects are the Kubernetes objects, containers, images or hosts
+	// evaluated.
 	Objects int `json:"objects"`
 	// Failing are the findings at or above the threshold that no
 	// annotation ignores: the exit code is 1 when there are any.
@@ -46,9 +54,12 @@ type scanSummary struct {
 }
 
 type scanFinding struct {
-	File string `json:"file"`
-	// Line is where the finding's first field is written (the object's
-	// line when the field is absent or the file is JSON).
+	// File and Line are where the finding's first field is written: the
+	// scanned file, or for a host the configuration file. Line is the
+	// object's when the field is absent or a Kubernetes object is JSON,
+	// the parent's when a key of a runtime config is absent, and 1 when a
+	// host file does not hold it.
+	File   string     `json:"file"`
 	Line   int        `json:"line"`
 	Object scanObject `json:"object"`
 	Check  string     `json:"check"`
@@ -63,25 +74,48 @@ type scanFinding struct {
 	Paths      []string            `json:"paths,omitempty"`
 	Suppressed *scanSuppression    `json:"suppressed,omitempty"`
 
-	obj   int   // the object's position in the scan, for grouping
-	lines []int // where each path is written
+	obj        int       // the object's position in the scan, for grouping
+	objectFile string    // the scanned file that holds the object
+	locs       []scanLoc // where each path is written
 }
 
+// scanObject is what a finding is about: a Kubernetes object; a
+// container (Kind Container, with its pod when its config names one); an
+// image; a host.
 type scanObject struct {
-	APIVersion string `json:"apiVersion"`
+	APIVersion string `json:"apiVersion,omitempty"`
 	Kind       string `json:"kind"`
 	Namespace  string `json:"namespace,omitempty"`
 	Name       string `json:"name"`
-	Line       int    `json:"line"`
+	Pod        string `json:"pod,omitempty"`
+	// ID is a container's or an image's.
+	ID string `json:"id,omitempty"`
+	// Line is where the object starts; absent for a host.
+	Line int `json:"line,omitempty"`
 }
 
-// String is "Kind namespace/name".
+// String is "Kind namespace/name", "Container name (pod namespace/pod,
+// id)", "Image name (id)".
 func (o scanObject) String() string {
 	name := o.Name
-	if o.Namespace != "" {
+	if o.Namespace != "" && o.Pod == "" {
 		name = o.Namespace + "/" + name
 	}
-	return o.Kind + " " + name
+	var more []string
+	if o.Pod != "" {
+		pod := o.Pod
+		if o.Namespace != "" {
+			pod = o.Namespace + "/" + pod
+		}
+		more = append(more, "pod "+pod)
+	}
+	if id := shortID(o.ID); id != "" && id != o.Name {
+		more = append(more, id)
+	}
+	if len(more) == 0 {
+		return o.Kind + " " + name
+	}
+	return o.Kind + " " + name + " (" + strings.Join(more, ", ") + ")"
 }
 
 type scanSuppression struct {
@@ -94,15 +128,23 @@ func newScanReport(files []scannedFile, cfg *scanConfig, version string) *scanRe
 		Tool:      "bulwarkctl",
 		Version:   version,
 		Threshold: string(cfg.threshold),
-		PSS:       scanPSS{Level: cfg.pssLevel, Version: cfg.pssVersion},
-		Summary:   scanSummary{Files: len(files), BySeverity: map[compliance.Severity]int{}},
+		Summary:   scanSummary{BySeverity: map[compliance.Severity]int{}},
 		Findings:  []scanFinding{},
 		Errors:    []scanError{},
-		files:     files,
+		kind:      cfg.kind,
+	}
+	if cfg.kind.scope == compliance.ScopeManifest {
+		rep.PSS = &scanPSS{Level: cfg.pssLevel, Version: cfg.pssVersion}
+	} else {
+		rep.Input, rep.Engine = cfg.kind.name, cfg.engine
 	}
 	for _, f := range files {
-		rep.Errors = append(rep.Errors, f.errors...)
 		rep.warnings = append(rep.warnings, f.warnings...)
+		if f.skipped {
+			continue
+		}
+		rep.files = append(rep.files, f)
+		rep.Errors = append(rep.Errors, f.errors...)
 		rep.Summary.BelowThreshold += f.below
 		for _, o := range f.objects {
 			rep.Summary.Objects++
@@ -120,25 +162,26 @@ func newScanReport(files []scannedFile, cfg *scanConfig, version string) *scanRe
 			}
 		}
 	}
+	rep.Summary.Files = len(rep.files)
 	rep.Summary.Errors = len(rep.Errors)
 	return rep
 }
 
 func newScanFinding(file string, o scannedObject, sf scannedFinding) scanFinding {
-	src := o.source.Object
 	f := scanFinding{
-		File:      file,
-		Line:      sf.lines[0],
-		lines:     sf.lines,
-		Object:    scanObject{APIVersion: src.APIVersion, Kind: src.Kind, Namespace: src.Namespace, Name: src.Name, Line: o.source.Line},
-		Check:     sf.Check,
-		ID:        sf.PrismaID,
-		Name:      sf.String(),
-		Severity:  sf.Severity,
-		Title:     sf.Title,
-		Message:   sf.Message,
-		Container: sf.Container,
-		Paths:     sf.Paths,
+		File:       sf.locs[0].file,
+		Line:       max(sf.locs[0].line, 1),
+		objectFile: file,
+		locs:       sf.locs,
+		Object:     o.object,
+		Check:      sf.Check,
+		ID:         sf.PrismaID,
+		Name:       sf.String(),
+		Severity:   sf.Severity,
+		Title:      sf.Title,
+		Message:    sf.Message,
+		Container:  sf.Container,
+		Paths:      sf.Paths,
 	}
 	if sf.suppressed != "" {
 		f.Suppressed = &scanSuppression{Annotation: "bulwark.dev/ignore-check." + sf.Check, Reason: sf.suppressed}
@@ -166,10 +209,22 @@ func writeScanJSON(w io.Writer, rep *scanReport) error {
 	}
 	err := func() error {
 		put("{\n")
-		for _, f := range []struct {
+		type kv struct {
 			name string
 			v    any
-		}{{"tool", rep.Tool}, {"version", rep.Version}, {"severityThreshold", rep.Threshold}, {"pss", rep.PSS}, {"summary", rep.Summary}} {
+		}
+		head := []kv{{"tool", rep.Tool}, {"version", rep.Version}}
+		if rep.Input != "" {
+			head = append(head, kv{"input", rep.Input})
+		}
+		if rep.Engine != "" {
+			head = append(head, kv{"engine", rep.Engine})
+		}
+		head = append(head, kv{"severityThreshold", rep.Threshold})
+		if rep.PSS != nil {
+			head = append(head, kv{"pss", rep.PSS})
+		}
+		for _, f := range append(head, kv{"summary", rep.Summary}) {
 			if err := field(f.name, f.v, false); err != nil {
 				return err
 			}
@@ -225,12 +280,16 @@ func writeScanTable(w io.Writer, rep *scanReport) error {
 				b.WriteString("\n")
 			}
 			obj = f.obj
-			fmt.Fprintf(&b, "%s:%d: %s\n", safe(f.File), f.Object.Line, safe(f.Object.String()))
+			if f.Object.Line > 0 {
+				fmt.Fprintf(&b, "%s:%d: %s\n", safe(f.objectFile), f.Object.Line, safe(f.Object.String()))
+			} else {
+				fmt.Fprintf(&b, "%s: %s\n", safe(f.objectFile), safe(f.Object.String()))
+			}
 		}
 		fmt.Fprintf(&b, "  %-9s %s\n", strings.ToUpper(string(f.Severity)), safe(f.Name))
 		fmt.Fprintf(&b, "  %-9s %s\n", "", safe(f.Message))
 		for i, p := range f.Paths {
-			fmt.Fprintf(&b, "  %-9s at %s (line %d)\n", "", safe(p), f.lines[i])
+			fmt.Fprintf(&b, "  %-9s at %s (%s)\n", "", safe(p), safe(f.where(i)))
 		}
 	}
 	if obj != 0 {
@@ -243,10 +302,26 @@ func writeScanTable(w io.Writer, rep *scanReport) error {
 	return nil
 }
 
+// where says where the finding's i-th path is written: "line 12" in the
+// object's file, "FILE:12" or "FILE" in another.
+func (f scanFinding) where(i int) string {
+	l := f.locs[i]
+	switch {
+	case l.line == 0:
+		return l.file
+	case l.file == f.objectFile:
+		return fmt.Sprintf("line %d", l.line)
+	}
+	return fmt.Sprintf("%s:%d", l.file, l.line)
+}
+
 // summaryLine says what was scanned and found.
 func summaryLine(rep *scanReport) string {
 	s := rep.Summary
-	scanned := plural(s.Objects, "object") + " in " + plural(s.Files, "file")
+	scanned := plural(s.Objects, rep.kind.noun) + " in " + plural(s.Files, "file")
+	if rep.kind.host {
+		scanned = plural(s.Objects, rep.kind.noun)
+	}
 	var parts []string
 	if s.Failing == 0 {
 		parts = append(parts, fmt.Sprintf("No findings at or above %s in %s", rep.Threshold, scanned))

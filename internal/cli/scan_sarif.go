@@ -41,15 +41,6 @@ func securitySeverity(s compliance.Severity) string {
 	return "0.0"
 }
 
-// displayName is "<CRI ID> - <title>", as Prisma names a check on a
-// Kubernetes workload, or the title alone.
-func displayName(c compliance.Check) string {
-	if c.CRIID == "" {
-		return c.Title
-	}
-	return c.CRIID + " - " + c.Title
-}
-
 // sarifURI is a file name as a SARIF artifact URI: a relative URI
 // reference, or a file URL for an absolute path.
 func sarifURI(name string) string {
@@ -70,24 +61,40 @@ func writeSARIF(w io.Writer, rep *scanReport, cfg *scanConfig) error {
 	run := sarif.NewRun()
 	run.Tool = sarif.NewTool()
 	run.Tool.Driver = sarif.NewToolComponent().WithName("bulwarkctl").WithVersion(rep.Version)
+	custom := map[string]bool{}
+	for _, c := range cfg.opts.Custom {
+		custom[c.Slug] = true
+	}
 	for _, c := range cfg.checks {
-		help := c.Description + "\n\nRemediation: " + c.Remediation
-		markdown := "**" + displayName(c) + "**\n\n" + c.Description + "\n\n**Remediation:** " + c.Remediation
+		name := cfg.displayName(c)
+		desc := c.Description
+		if desc == "" {
+			desc = c.Title // custom checks may have none
+		}
+		help, markdown := desc, "**"+name+"**\n\n"+desc
+		if c.Remediation != "" {
+			help += "\n\nRemediation: " + c.Remediation
+			markdown += "\n\n**Remediation:** " + c.Remediation
+		}
 		if len(c.References) > 0 {
 			help += "\n\nReferences: " + strings.Join(c.References, "; ")
 			markdown += "\n\n**References:** " + strings.Join(c.References, "; ")
 		}
+		tags := []string{"security", cfg.kind.tag, "compliance"}
+		if custom[c.Slug] {
+			tags = append(tags, "custom")
+		}
 		props := sarif.NewPropertyBag().
 			Add("severity", string(c.Severity)).
 			Add("security-severity", securitySeverity(c.Severity)).
-			WithTags([]string{"security", "kubernetes", "compliance"})
-		if c.CRIID != "" {
-			props.Add("prismaId", c.CRIID)
+			WithTags(tags)
+		if id := cfg.prismaID(c); id != "" {
+			props.Add("prismaId", id)
 		}
 		run.AddRule(c.Slug).
 			WithName(c.Slug).
-			WithShortDescription(sarif.NewMultiformatMessageString().WithText(displayName(c))).
-			WithFullDescription(sarif.NewMultiformatMessageString().WithText(c.Description)).
+			WithShortDescription(sarif.NewMultiformatMessageString().WithText(name)).
+			WithFullDescription(sarif.NewMultiformatMessageString().WithText(desc)).
 			WithHelp(sarif.NewMultiformatMessageString().WithText(help).WithMarkdown(markdown)).
 			WithDefaultConfiguration(sarif.NewReportingConfiguration().WithLevel(sarifLevel(c.Severity))).
 			WithProperties(props)

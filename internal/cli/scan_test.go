@@ -32,14 +32,7 @@ func TestScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name   string
-		args   []string
-		stdin  string
-		code   int
-		golden string   // testdata/scan/golden/<golden>: the expected stdout
-		stderr []string // what stderr must contain
-	}{
+	tests := []scanCase{
 		{name: "clean", args: []string{"testdata/scan/clean.yaml"}, code: 0, golden: "clean.txt"},
 		{name: "repository", args: []string{repo}, code: 1, golden: "repo.txt",
 			stderr: []string{"warning: skipping testdata/scan/repo/chart/templates: Helm templates must be rendered first"}},
@@ -59,46 +52,65 @@ func TestScan(t *testing.T) {
 			stderr: []string{"bulwarkctl: scan testdata/scan/nope.yaml: no such file or directory"}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := run(t, scanEnv(), tc.stdin, append([]string{"scan", "k8s"}, tc.args...)...)
-			if r.code != tc.code {
-				t.Errorf("bulwarkctl scan k8s %q exit %d, want %d; stderr:\n%s", tc.args, r.code, tc.code, r.stderr)
-			}
-			for _, want := range tc.stderr {
-				if !strings.Contains(r.stderr, want) {
-					t.Errorf("stderr = %q, want it to contain %q", r.stderr, want)
-				}
-			}
-			if strings.Contains(r.stderr, "--help") {
-				t.Errorf("stderr = %q: an input error is not a usage error", r.stderr)
-			}
-			if tc.golden == "" {
-				return
-			}
-			golden(t, tc.golden, r.stdout)
-			switch filepath.Ext(tc.golden) {
-			case ".json":
-				checkScanJSON(t, r.stdout)
-			case ".sarif":
-				// The same scan as JSON must list the same findings.
-				args := slices.Clone(tc.args)
-				args[slices.Index(args, "sarif")] = "json"
-				j := run(t, scanEnv(), tc.stdin, append([]string{"scan", "k8s"}, args...)...)
-				var rep scanReport
-				if err := json.Unmarshal([]byte(j.stdout), &rep); err != nil {
-					t.Fatal(err)
-				}
-				checkSARIF(t, r.stdout, rep.Findings)
-			case ".xml":
-				checkJUnit(t, r.stdout)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkScan(t, "k8s", tc, goldenDir) })
 	}
 }
 
-func golden(t *testing.T, name, got string) {
+// scanCase is one run of bulwarkctl scan <kind> and what it must print.
+type scanCase struct {
+	name   string
+	args   []string
+	stdin  string
+	code   int
+	golden string   // testdata/scan/golden/<golden>: the expected stdout
+	stderr []string // what stderr must contain
+}
+
+// goldenDir holds the expected outputs.
+const goldenDir = "testdata/scan/golden"
+
+// checkScan runs the case and compares its output with the golden file in
+// dir, checking a JSON report's invariants, a SARIF log against the schema
+// and the same scan's JSON findings, and a JUnit report's counts.
+func checkScan(t *testing.T, kind string, tc scanCase, dir string) {
 	t.Helper()
-	file := filepath.Join("testdata", "scan", "golden", name)
+	r := run(t, scanEnv(), tc.stdin, append([]string{"scan", kind}, tc.args...)...)
+	if r.code != tc.code {
+		t.Errorf("bulwarkctl scan %s %q exit %d, want %d; stderr:\n%s", kind, tc.args, r.code, tc.code, r.stderr)
+	}
+	for _, want := range tc.stderr {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr = %q, want it to contain %q", r.stderr, want)
+		}
+	}
+	if strings.Contains(r.stderr, "--help") {
+		t.Errorf("stderr = %q: an input error is not a usage error", r.stderr)
+	}
+	if tc.golden == "" {
+		return
+	}
+	goldenFile(t, filepath.Join(dir, tc.golden), r.stdout)
+	switch filepath.Ext(tc.golden) {
+	case ".json":
+		checkScanJSON(t, r.stdout)
+	case ".sarif":
+		// The same scan as JSON must list the same findings.
+		args := slices.Clone(tc.args)
+		args[slices.Index(args, "sarif")] = "json"
+		j := run(t, scanEnv(), tc.stdin, append([]string{"scan", kind}, args...)...)
+		var rep scanReport
+		if err := json.Unmarshal([]byte(j.stdout), &rep); err != nil {
+			t.Fatal(err)
+		}
+		checkSARIF(t, r.stdout, rep.Findings)
+	case ".xml":
+		checkJUnit(t, r.stdout)
+	}
+}
+
+// goldenFile compares got with the file, or rewrites it with -update.
+func goldenFile(t *testing.T, file, got string) {
+	t.Helper()
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 			t.Fatal(err)

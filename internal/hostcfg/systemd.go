@@ -20,6 +20,9 @@ type unit struct {
 	argv []string // ExecStart with the environment expanded
 	// execFrom names the file that set ExecStart, for messages.
 	execFrom string
+	// files are the unit file, its drop-ins and the environment files
+	// read, in the order applied: where Locate looks for a flag.
+	files []string
 }
 
 // loadUnit finds a unit and its drop-ins (<dir>/<name>.d/*.conf, in name
@@ -63,6 +66,7 @@ func (h *reader) loadUnit(name string) *unit {
 		h.units[name] = nil
 		return nil
 	}
+	u.files = files
 	env := map[string]string{}
 	var exec, envFiles []string
 	for _, f := range files {
@@ -111,6 +115,7 @@ func (h *reader) loadUnit(name string) *unit {
 			}
 			continue
 		}
+		u.files = append(u.files, ef)
 		for k, v := range parseEnvFile(string(b)) {
 			env[k] = v
 		}
