@@ -45,6 +45,16 @@ const (
 	ManifestSuffix = ".bulwark.json"
 )
 
+// Where the shim looks for the Defender when no manifest says (the
+// Defender's default state dir is /var/lib/bulwark-defender; its shim dir
+// holds the socket, the settings and the audit directory).
+const (
+	DefaultDir   = "/var/lib/bulwark-defender/shim"
+	SocketName   = "shim.sock"
+	SettingsName = "settings.json"
+	AuditDirName = "audit"
+)
+
 // Bounds on what each side reads.
 const (
 	MaxRequestBytes  = 8 << 20  // config.json plus facts
