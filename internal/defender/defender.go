@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"bulwark/api/bulwarkv1"
+	"bulwark/api/shimv1"
 	"bulwark/internal/channel"
 	"bulwark/internal/spool"
 )
@@ -50,6 +51,22 @@ type Config struct {
 	// MetricsAddr serves Prometheus metrics at /metrics; empty: off.
 	MetricsAddr string
 
+	// Shim is ShimAuto (default), ShimManual or ShimOff: whether the
+	// Defender answers bulwark-shim and puts it in place of runc.
+	Shim string
+	// ShimBinary is the bulwark-shim to install; empty: next to this
+	// executable.
+	ShimBinary string
+	// ShimDir holds the decision socket, the shim's settings and its
+	// audit records; empty: StateDir/shim.
+	ShimDir string
+	// ShimTimeout is how long the shim waits for a decision before it
+	// fails open (or closed, per rule).
+	ShimTimeout time.Duration
+	// ShimRunc are the runc binaries to manage; empty: those found in
+	// PATH, the sbin and bin directories and containerd's configuration.
+	ShimRunc []string
+
 	// SyntheticEvents, a test option, makes the Defender produce this many
 	// numbered events in total (across restarts) at SyntheticRate per second
 	// (0: as fast as possible). Zero, the default, produces none.
@@ -65,6 +82,8 @@ func Default() Config {
 		SpoolMaxBytes: 256 << 20,
 		ProcRoot:      "/proc",
 		Sensor:        true,
+		Shim:          ShimAuto,
+		ShimTimeout:   shimv1.DefaultTimeout,
 	}
 }
 
@@ -86,6 +105,19 @@ func (c Config) Validate() error {
 	if c.RingBufferBytes != 0 && (c.RingBufferBytes < 4096 || c.RingBufferBytes&(c.RingBufferBytes-1) != 0) {
 		errs = append(errs, fmt.Errorf("ring buffer bytes %d: want a power of two, at least 4096", c.RingBufferBytes))
 	}
+	switch c.Shim {
+	case ShimAuto, ShimManual, ShimOff:
+	default:
+		errs = append(errs, fmt.Errorf("shim %q: want auto, manual or off", c.Shim))
+	}
+	if c.ShimTimeout <= 0 || c.ShimTimeout > shimv1.MaxTimeout {
+		errs = append(errs, fmt.Errorf("shim timeout %s: want more than 0 and at most %s", c.ShimTimeout, shimv1.MaxTimeout))
+	}
+	if c.Shim != ShimOff {
+		if sock := shimPaths(c).Socket; len(sock) >= 108 {
+			errs = append(errs, fmt.Errorf("shim socket %s: %d bytes, a unix socket path must be under 108", sock, len(sock)))
+		}
+	}
 	if c.SyntheticRate < 0 {
 		errs = append(errs, errors.New("synthetic rate: negative"))
 	}
@@ -102,6 +134,7 @@ type Defender struct {
 	ident       identity
 	client      *channel.Client
 	sensing     *sensing // nil: no sensor
+	gate        *gate    // nil: shim off
 	sensorErr   string
 	metricsAddr atomic.Value // string, once serving
 
@@ -142,6 +175,12 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 	}
 	d.spool = sp
 	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
+	if cfg.Shim != ShimOff {
+		if d.gate, err = newGate(cfg, d, d.logger); err != nil {
+			sp.Close()
+			return nil, err
+		}
+	}
 	if cfg.Sensor {
 		if d.sensing, err = newSensing(d, cfg, d.logger); err != nil {
 			// Run with what works: the channel, the spool, the policy.
@@ -202,6 +241,9 @@ func (d *Defender) applyPolicy(p bulwarkv1.Policy) error {
 	d.policy, d.policySource = p, "console"
 	d.mu.Unlock()
 	d.logger.Info("enforcing policy", slog.Int64("revision", p.Revision), slog.Int64("previous", cur))
+	if d.gate != nil {
+		d.gate.policyChanged()
+	}
 	d.writeStatus()
 	return nil
 }
@@ -279,19 +321,24 @@ type Status struct {
 	Spool          bulwarkv1.SpoolInfo   `json:"spool"`
 	Sensor         *bulwarkv1.SensorInfo `json:"sensor,omitempty"`
 	SensorError    string                `json:"sensorError,omitempty"`
+	Shim           *ShimStatus           `json:"shim,omitempty"`
 	CertNotAfter   time.Time             `json:"certNotAfter"`
 	UpdatedAt      time.Time             `json:"updatedAt"`
 }
 
 // Status returns the Defender's current status.
 func (d *Defender) Status() Status {
+	var shimStatus *ShimStatus
+	if d.gate != nil {
+		shimStatus = d.gate.statusInfo()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Status{
 		ID: d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
 		Console: d.cfg.ConsoleURL, Connected: d.connected, LastError: d.lastErr,
 		PolicyRevision: d.policy.Revision, PolicySource: d.policySource, Spool: d.spoolInfo(),
-		Sensor: d.sensorInfo(), SensorError: d.sensorErr,
+		Sensor: d.sensorInfo(), SensorError: d.sensorErr, Shim: shimStatus,
 		CertNotAfter: d.bundle.Leaf.NotAfter, UpdatedAt: time.Now().UTC(),
 	}
 }
@@ -343,6 +390,9 @@ func (d *Defender) Run(ctx context.Context) error {
 	if d.cfg.MetricsAddr != "" {
 		g.Go(func() error { return d.serveMetrics(ctx, d.cfg.MetricsAddr) })
 	}
+	if d.gate != nil {
+		g.Go(func() error { return d.gate.run(ctx) })
+	}
 	if d.cfg.SyntheticEvents > 0 {
 		g.Go(func() error { return d.synthesize(ctx) })
 	}
@@ -368,6 +418,9 @@ func (d *Defender) Close() error {
 	var errs []error
 	if d.sensing != nil {
 		errs = append(errs, d.sensing.close())
+	}
+	if d.gate != nil {
+		errs = append(errs, d.gate.close())
 	}
 	if d.spool != nil {
 		errs = append(errs, d.spool.Close())
