@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = dir
-	for _, b := range []string{"bulwark-console", "bulwark-defender", "bulwarkctl"} {
+	for _, b := range []string{"bulwark-console", "bulwark-defender", "bulwarkctl", "bulwark-shim"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
