@@ -219,9 +219,10 @@ func TestShimBlocksHostPID(t *testing.T) {
 	state := t.TempDir()
 	startDefender(t, c.bundle(t, "shim-host"), state, "--shim-runc", runc, "--shim-binary", filepath.Join(bin, "bulwark-shim"), "--shim-timeout", "20s")
 	waitFor(t, "the defender to connect", 30*time.Second, func() bool { return c.defender(t, "shim-host").Connected })
-	if st, _ := shimState(t, state); st != shim.StateNotInstalled {
-		t.Fatalf("shim state before any blocking rule = %q, want not-installed", st)
-	}
+	waitFor(t, "the defender to report runc without the shim", 10*time.Second, func() bool {
+		st, _ := shimState(t, state)
+		return st == shim.StateNotInstalled
+	})
 
 	c.api(t, "PUT", "/api/v1/policies/compliance/container", strictPolicy, nil)
 	waitFor(t, "the shim to be installed", 20*time.Second, func() bool { st, _ := shimState(t, state); return st == shim.StateInstalled })
