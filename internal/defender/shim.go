@@ -223,8 +223,9 @@ func (g *gate) currentRules() (int64, []compliance.Rule, bool) {
 }
 
 // Decide answers the shim: blocked when the rule that decides for the
-// container blocks any of its findings. Every decision is an event.
-func (g *gate) Decide(ctx context.Context, req shimv1.Request) shimv1.Decision {
+// container blocks any of its findings. Every decision is an event, spooled
+// once the shim has its answer (done).
+func (g *gate) Decide(ctx context.Context, req shimv1.Request) (shimv1.Decision, func(error)) {
 	start := time.Now()
 	rev, rules, _ := g.currentRules()
 	ev := event.ShimDecision{
@@ -243,14 +244,20 @@ func (g *gate) Decide(ctx context.Context, req shimv1.Request) shimv1.Decision {
 	if !d.Allowed() {
 		g.blocked.Add(1)
 	}
-	g.logger.Info("shim decision", slog.String("verdict", d.Verdict), slog.String("container", req.ID),
-		slog.String("image", req.Container.Image), slog.String("rule", d.Rule))
-	if b, err := json.Marshal(ev); err == nil {
-		if err := g.emit(event.KindShimDecision, start, b); err != nil {
-			g.logger.Error("spool shim decision", slog.Any("err", err))
+	return d, func(delivered error) {
+		if delivered != nil {
+			// The shim stopped waiting: it went by its own verdict and
+			// recorded that; this one is what the Defender would have said.
+			ev.Error = "not delivered: " + delivered.Error()
+		}
+		g.logger.Info("shim decision", slog.String("verdict", d.Verdict), slog.String("container", req.ID),
+			slog.String("image", req.Container.Image), slog.String("rule", d.Rule))
+		if b, err := json.Marshal(ev); err == nil {
+			if err := g.emit(event.KindShimDecision, start, b); err != nil {
+				g.logger.Error("spool shim decision", slog.Any("err", err))
+			}
 		}
 	}
-	return d
 }
 
 // decide evaluates one request against the rules and fills the event's

@@ -134,7 +134,7 @@ func TestDecide(t *testing.T) {
 		{"bulwark's own components", request("c5", "registry.local/bulwark-defender:1", true, "/run/containerd/runc/k8s.io"), shimv1.VerdictAllowed, "ignore bulwark", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := g.Decide(context.Background(), tc.req)
+			d := decideNow(g, tc.req)
 			want := shimv1.Decision{Verdict: tc.verdict, Rule: tc.rule, Message: tc.message}
 			if diff := cmp.Diff(want, d); diff != "" {
 				t.Errorf("Decide(%s) mismatch (-want +got):\n%s", tc.req.ID, diff)
@@ -163,6 +163,13 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// decideNow decides and records as the server does after a delivered answer.
+func decideNow(g *gate, req shimv1.Request) shimv1.Decision {
+	d, done := g.Decide(context.Background(), req)
+	done(nil)
+	return d
+}
+
 func slicesEqualUnordered(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
@@ -187,11 +194,11 @@ func TestDecideWhenTheConfigCannotBeEvaluated(t *testing.T) {
 	g.normalize = func([]byte, string) (compliance.Workload, error) {
 		return compliance.Workload{}, errors.New("bad spec")
 	}
-	d := g.Decide(context.Background(), request("c1", "registry.local/web:1", false, ""))
+	d := decideNow(g, request("c1", "registry.local/web:1", false, ""))
 	if d.Verdict != shimv1.VerdictFailClosedError || d.Rule != "prod-strict" || !strings.Contains(d.Message, `rule "prod-strict" is fail-closed`) {
 		t.Errorf("Decide(unevaluable, fail-closed rule) = %+v", d)
 	}
-	d = g.Decide(context.Background(), request("c2", "docker.io/x", false, ""))
+	d = decideNow(g, request("c2", "docker.io/x", false, ""))
 	if d.Verdict != shimv1.VerdictFailOpenError || !d.Allowed() {
 		t.Errorf("Decide(unevaluable, open rule) = %+v", d)
 	}
@@ -202,7 +209,7 @@ func TestDecideWhenTheConfigCannotBeEvaluated(t *testing.T) {
 
 func TestBadPolicyFallsBackToTheBuiltInRules(t *testing.T) {
 	g, _, _ := testGate(t, `{"rules":[{"name":"x","effect":"maybe"}]}`)
-	d := g.Decide(context.Background(), request("c1", "registry.local/web:1", true, ""))
+	d := decideNow(g, request("c1", "registry.local/web:1", true, ""))
 	if !d.Allowed() || d.Rule != compliance.RuleDefaultAlert {
 		t.Errorf("Decide under a refused policy = %+v, want the built-in alert rule", d)
 	}
@@ -335,5 +342,18 @@ func TestReconcileFollowsThePolicy(t *testing.T) {
 	}
 	if want := []string{"installed blocking rule active", "uninstalled no blocking rule"}; !cmp.Equal(actions, want) {
 		t.Errorf("shim.install events = %q, want %q", actions, want)
+	}
+}
+
+func TestUndeliveredDecisionIsRecordedAsSuch(t *testing.T) {
+	g, evs, _ := testGate(t, strictPolicy)
+	d, done := g.Decide(context.Background(), request("c1", "registry.local/web:1", true, ""))
+	if len(evs.decisions(t)) != 0 {
+		t.Error("the decision was recorded before the shim had it")
+	}
+	done(errors.New("write: broken pipe"))
+	ds := evs.decisions(t)
+	if len(ds) != 1 || ds[0].Verdict != d.Verdict || !strings.Contains(ds[0].Error, "not delivered: write: broken pipe") {
+		t.Errorf("events = %+v, want the decision marked as not delivered", ds)
 	}
 }

@@ -17,17 +17,20 @@ import (
 )
 
 // Decider decides whether a container may be created. It must answer
-// quickly: the container engine waits.
+// quickly: the container engine waits. The server writes the decision to
+// the shim and then calls done (when not nil) with the write's error (nil:
+// the shim has it), so that recording the decision does not delay the
+// container.
 type Decider interface {
-	Decide(ctx context.Context, req shimv1.Request) shimv1.Decision
+	Decide(ctx context.Context, req shimv1.Request) (d shimv1.Decision, done func(delivered error))
 }
 
-// DeciderFunc adapts a function to Decider.
+// DeciderFunc adapts a function that records nothing to Decider.
 type DeciderFunc func(ctx context.Context, req shimv1.Request) shimv1.Decision
 
 // Decide calls f.
-func (f DeciderFunc) Decide(ctx context.Context, req shimv1.Request) shimv1.Decision {
-	return f(ctx, req)
+func (f DeciderFunc) Decide(ctx context.Context, req shimv1.Request) (shimv1.Decision, func(error)) {
+	return f(ctx, req), nil
 }
 
 // ServerConfig tunes a Server; zero fields take the defaults.
@@ -154,17 +157,19 @@ func (s *Server) serve(ctx context.Context, conn *net.UnixConn) {
 		s.logger.Warn("shim socket: bad request", slog.Int("pid", pid), slog.Any("err", err))
 		return
 	}
-	d := s.d.Decide(ctx, req)
+	d, done := s.d.Decide(ctx, req)
 	d.V = shimv1.Version
 	out, err := encodeDecision(d)
-	if err != nil {
-		s.logger.Error("shim socket: encode decision", slog.Any("err", err))
-		return
+	if err == nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err = conn.Write(out); err != nil {
+			// The shim gave up waiting and audited a timeout itself.
+			s.logger.Warn("shim socket: the shim did not wait for the decision", slog.String("container", req.ID), slog.String("verdict", d.Verdict), slog.Any("err", err))
+		}
 	}
-	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write(out); err != nil {
-		// The shim gave up waiting and audited a timeout itself.
-		s.logger.Warn("shim socket: the shim did not wait for the decision", slog.String("container", req.ID), slog.String("verdict", d.Verdict), slog.Any("err", err))
+	conn.Close() // the shim goes on now
+	if done != nil {
+		done(err)
 	}
 }
 
