@@ -20,6 +20,11 @@
 //
 //	sudo go run ./bench/shim
 //	sudo go run ./bench/shim -runs 100 -passes 500
+//	sudo go run ./bench/shim -keep-console   # the Console on the same machine
+//
+// By default the Console is stopped once the Defender has installed the
+// shim: on a real host it runs elsewhere, and here it would take the CPU
+// from runc to store each decision.
 //
 // The Markdown table goes to stdout, progress to stderr. It kills only the
 // processes it started, by PID, and removes its containers and temporary
@@ -56,11 +61,12 @@ const adminPassword = "bench-shim-admin-password"
 
 func main() {
 	runs := flag.Int("runs", 50, "create+start+delete rounds (each runs both)")
+	keepConsole := flag.Bool("keep-console", false, "keep the Console running on this machine while measuring (it ingests every decision)")
 	passes := flag.Int("passes", 300, "rounds of each pass-through command")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *runs, *passes); err != nil {
+	if err := run(ctx, *runs, *passes, *keepConsole); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/shim:", err)
 		os.Exit(1)
 	}
@@ -68,7 +74,7 @@ func main() {
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
-func run(ctx context.Context, runs, passes int) error {
+func run(ctx context.Context, runs, passes int, keepConsole bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (runc containers)")
 	}
@@ -103,7 +109,7 @@ func run(ctx context.Context, runs, passes int) error {
 
 	logf("starting a Console and a Defender")
 	dataDir := filepath.Join(tmp, "console")
-	apiAddr, chAddr := freeAddr(), freeAddr()
+	apiAddr, chAddr := freeAddr(ctx), freeAddr(ctx)
 	console := exec.CommandContext(ctx, filepath.Join(bin, "bulwark-console"), "--data-dir", dataDir, "--api-addr", apiAddr, "--channel-addr", chAddr)
 	console.Env = append(os.Environ(), "BULWARK_ADMIN_PASSWORD="+adminPassword)
 	if err := startProc(console, filepath.Join(tmp, "console.log")); err != nil {
@@ -137,6 +143,14 @@ func run(ctx context.Context, runs, passes int) error {
 	if err := waitInstalled(ctx, state); err != nil {
 		return err
 	}
+	if !keepConsole {
+		// On a real host the Console runs elsewhere; here it would take
+		// the CPU from runc to store each decision. The Defender spools
+		// them meanwhile, as it does whenever the Console is away.
+		_ = console.Process.Signal(syscall.SIGTERM)
+		_ = console.Wait()
+		procs = procs[1:]
+	}
 	orig := runc + ".bulwark-orig"
 
 	bundle := filepath.Join(tmp, "busybox")
@@ -154,39 +168,41 @@ func run(ctx context.Context, runs, passes int) error {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
 		return cmd.Run()
 	}
-	lifecycle := func(bin, id string) (time.Duration, error) {
-		start := time.Now()
-		if err := runcCmd(bin, "create", "--bundle", bundle, id); err != nil {
-			return 0, fmt.Errorf("%s create: %w", bin, err)
+	// lifecycle returns the times of create, start, delete and the sum.
+	lifecycle := func(bin, id string) ([4]time.Duration, error) {
+		var ds [4]time.Duration
+		for i, args := range [][]string{{"create", "--bundle", bundle, id}, {"start", id}, {"delete", "--force", id}} {
+			start := time.Now()
+			if err := runcCmd(bin, args...); err != nil {
+				return ds, fmt.Errorf("%s %s: %w", bin, args[0], err)
+			}
+			ds[i] = time.Since(start)
+			ds[3] += ds[i]
 		}
-		if err := runcCmd(bin, "start", id); err != nil {
-			return 0, fmt.Errorf("%s start: %w", bin, err)
-		}
-		if err := runcCmd(bin, "delete", "--force", id); err != nil {
-			return 0, fmt.Errorf("%s delete: %w", bin, err)
-		}
-		return time.Since(start), nil
+		return ds, nil
 	}
 
 	logf("create+start+delete: %d rounds", runs)
-	var plain, shimmed []time.Duration
+	var plain, shimmed [4][]time.Duration // create, start, delete, all three
 	for i := range runs + 2 { // two warm-up rounds, not counted
 		order := []string{orig, runc}
 		if i%2 == 1 {
 			order = []string{runc, orig}
 		}
-		for _, b := range order {
-			d, err := lifecycle(b, fmt.Sprintf("bench-%d-%d", i, len(plain)+len(shimmed)))
+		for j, b := range order {
+			ds, err := lifecycle(b, fmt.Sprintf("bench-%d-%d", i, j))
 			if err != nil {
 				return err
 			}
 			if i < 2 {
 				continue
 			}
-			if b == orig {
-				plain = append(plain, d)
-			} else {
-				shimmed = append(shimmed, d)
+			for k, d := range ds {
+				if b == orig {
+					plain[k] = append(plain[k], d)
+				} else {
+					shimmed[k] = append(shimmed[k], d)
+				}
 			}
 		}
 	}
@@ -235,15 +251,22 @@ func run(ctx context.Context, runs, passes int) error {
 		return fmt.Errorf("the Defender answered %+v; want at least %d allowed decisions", st.Shim, runs)
 	}
 
-	fmt.Printf("Machine: %d CPUs, %s, %s/%s; runc %s; %d create+start+delete rounds and %d rounds of each pass-through command, shim and plain runc alternating; the Defender decided %d creates (and spooled each decision).\n\n",
-		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, runcVersion(ctx, orig), runs, passes, st.Shim.Decisions)
+	where := "stopped after the policy push (the Defender spools the decisions)"
+	if keepConsole {
+		where = "running on this machine, storing each decision"
+	}
+	fmt.Printf("Machine: %d CPUs, %s, %s/%s; runc %s; %d create+start+delete rounds and %d rounds of each pass-through command, shim and plain runc alternating; the Defender decided %d creates (and spooled each decision); Console %s.\n\n",
+		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, runcVersion(ctx, orig), runs, passes, st.Shim.Decisions, where)
 	fmt.Println("| operation | plain runc p50 | through the shim p50 | ratio | added p50 | plain p90 | shim p90 |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	row := func(name string, p, s []time.Duration) {
 		mp, ms := pct(p, 50), pct(s, 50)
 		fmt.Printf("| %s | %s | %s | %.3f | %+.2f ms | %s | %s |\n", name, ms2(mp), ms2(ms), float64(ms)/float64(mp), float64(ms-mp)/1e6, ms2(pct(p, 90)), ms2(pct(s, 90)))
 	}
-	row("create+start+delete (busybox)", plain, shimmed)
+	row("create+start+delete (busybox)", plain[3], shimmed[3])
+	row("of which create (the shim asks)", plain[0], shimmed[0])
+	row("of which start (pass-through)", plain[1], shimmed[1])
+	row("of which delete (pass-through)", plain[2], shimmed[2])
 	for _, p := range pts {
 		row(p.name+" (pass-through)", p.plain, p.shim)
 	}
@@ -264,8 +287,9 @@ func runcVersion(ctx context.Context, runc string) string {
 	return strings.TrimPrefix(first, "runc version ")
 }
 
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr(ctx context.Context) string {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
