@@ -331,7 +331,9 @@ func eventContainer(req shimv1.Request) event.Container {
 }
 
 // settingsFor returns what the shim needs to decide alone: the timeout and
-// the enabled rules up to the last fail-closed one.
+// the enabled rules up to the last fail-closed one. Bulwark's own
+// components come first whenever a rule is fail-closed, so that the
+// Defender can always be started while it is down.
 func settingsFor(rules []compliance.Rule, rev int64, host string, timeout time.Duration) shimv1.Settings {
 	s := shimv1.Settings{V: shimv1.Version, TimeoutMS: timeout.Milliseconds(), PolicyRevision: rev, Host: host}
 	last := -1
@@ -339,6 +341,12 @@ func settingsFor(rules []compliance.Rule, rev int64, host string, timeout time.D
 		if !r.Disabled && r.FailClosed {
 			last = i
 		}
+	}
+	if last >= 0 {
+		own := compliance.DefaultRules()[0] // "Default - ignore Bulwark components"
+		own.FailClosed = false
+		rules = append([]compliance.Rule{own}, rules[:last+1]...)
+		last++
 	}
 	for _, r := range rules[:last+1] {
 		if r.Disabled {

@@ -243,7 +243,9 @@ func TestSettingsFor(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := settingsFor(p.Rules, 3, "h", 2*time.Second)
+	own := compliance.DefaultRules()[0]
 	want := shimv1.Settings{V: 1, TimeoutMS: 2000, PolicyRevision: 3, Host: "h", Rules: []shimv1.Rule{
+		{Name: compliance.RuleIgnoreBulwark, Collections: []shimv1.Collection{{Images: own.Collections[0].Images}, {Containers: own.Collections[1].Containers}}},
 		{Name: "a", Collections: []shimv1.Collection{{Namespaces: []string{"prod"}, Labels: []string{"team:*"}}}},
 		{Name: "b", FailClosed: true, Collections: []shimv1.Collection{{Images: []string{"r/*"}}}},
 	}}
@@ -252,6 +254,10 @@ func TestSettingsFor(t *testing.T) {
 	}
 	if s := settingsFor(compliance.DefaultRules(), 1, "h", time.Minute); len(s.Rules) != 0 || s.Timeout() != time.Minute {
 		t.Errorf("settingsFor(no fail-closed rule) = %+v, want no rules and the timeout", s)
+	}
+	// The Defender's own image is never refused for want of a Defender.
+	if rule, closed := got.FailClosed(shimv1.Container{ID: "d", Image: "registry.local/bulwark-defender:1"}); closed || rule != compliance.RuleIgnoreBulwark {
+		t.Errorf("FailClosed(the Defender's image) = %q, %v; want Bulwark's own rule, open", rule, closed)
 	}
 }
 
@@ -318,8 +324,8 @@ func TestReconcileFollowsThePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := shimv1.DecodeSettings(settings)
-	if err != nil || s.Timeout() != 2*time.Second || len(s.Rules) != 2 || !s.Rules[1].FailClosed {
-		t.Errorf("settings = %+v (%v), want the 2 s timeout and the rules up to the fail-closed one", s, err)
+	if err != nil || s.Timeout() != 2*time.Second || len(s.Rules) != 3 || !s.Rules[2].FailClosed {
+		t.Errorf("settings = %+v (%v), want the 2 s timeout, Bulwark's own rule and the rules up to the fail-closed one", s, err)
 	}
 	g.reconcile(context.Background()) // again: nothing to do, no event
 	if k := evs.kinds(); len(k) != 1 || k[0] != event.KindShimInstall {
