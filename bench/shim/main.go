@@ -184,7 +184,7 @@ func run(ctx context.Context, runs, passes int, keepConsole bool) error {
 
 	logf("create+start+delete: %d rounds", runs)
 	var plain, shimmed [4][]time.Duration // create, start, delete, all three
-	for i := range runs + 2 { // two warm-up rounds, not counted
+	for i := range runs + 2 {             // two warm-up rounds, not counted
 		order := []string{orig, runc}
 		if i%2 == 1 {
 			order = []string{runc, orig}
