@@ -217,7 +217,7 @@ func TestShimBlocksHostPID(t *testing.T) {
 	dataDir := t.TempDir()
 	c := startConsole(t, dataDir, freePort(t), freePort(t))
 	state := t.TempDir()
-	startDefender(t, c.bundle(t, "shim-host"), state, "--shim-runc", runc, "--shim-binary", filepath.Join(bin, "bulwark-shim"), "--shim-timeout", "20s")
+	startDefender(t, c.bundle(t, "shim-host"), state, "--shim=auto", "--shim-runc", runc, "--shim-binary", filepath.Join(bin, "bulwark-shim"), "--shim-timeout", "20s")
 	waitFor(t, "the defender to connect", 30*time.Second, func() bool { return c.defender(t, "shim-host").Connected })
 	waitFor(t, "the defender to report runc without the shim", 10*time.Second, func() bool {
 		st, _ := shimState(t, state)
@@ -413,7 +413,7 @@ func TestShimContainerd(t *testing.T) {
 	dataDir := t.TempDir()
 	c := startConsole(t, dataDir, freePort(t), freePort(t))
 	state := t.TempDir()
-	startDefender(t, c.bundle(t, "shim-containerd"), state, "--shim-runc", runc, "--shim-binary", filepath.Join(bin, "bulwark-shim"))
+	startDefender(t, c.bundle(t, "shim-containerd"), state, "--shim=auto", "--shim-runc", runc, "--shim-binary", filepath.Join(bin, "bulwark-shim"))
 	waitFor(t, "the defender to connect", 30*time.Second, func() bool { return c.defender(t, "shim-containerd").Connected })
 	c.api(t, "PUT", "/api/v1/policies/compliance/container", strictPolicy, nil)
 	waitFor(t, "the shim to be installed", 20*time.Second, func() bool { st, _ := shimState(t, state); return st == shim.StateInstalled })
