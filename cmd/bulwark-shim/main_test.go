@@ -396,6 +396,7 @@ func TestPassThroughExecsRuncUnasked(t *testing.T) {
 		{},
 		{"exec", "c1", "run"}, // "run" as a process argument: Go decides, and passes it through
 		{"delete", "--force", "create"},
+		{"create", "--bundle", "/nonexistent"}, // no container ID: runc's to refuse
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := e.run(t, "", args...)

@@ -29,7 +29,8 @@ func run(exe string, args, env []string, stderr io.Writer) int {
 	if len(args) > 1 {
 		inv = parseArgs(args[1:])
 	}
-	if !shimv1.Decides(inv.sub) {
+	if !shimv1.Decides(inv.sub) || inv.id == "" {
+		// Without an ID runc creates nothing; it says so itself.
 		return execRunc(orig, args, env, stderr)
 	}
 	s := load(exe, inv)
