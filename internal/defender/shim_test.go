@@ -363,3 +363,31 @@ func TestUndeliveredDecisionIsRecordedAsSuch(t *testing.T) {
 		t.Errorf("events = %+v, want the decision marked as not delivered", ds)
 	}
 }
+
+func TestValidateShimConfig(t *testing.T) {
+	if c := Default(); c.Shim != ShimAuto || c.ShimTimeout != 60*time.Second {
+		t.Errorf("Default() shim = %q, timeout %v; want auto and 60s", c.Shim, c.ShimTimeout)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string // "" = valid
+	}{
+		{"default", func(*Config) {}, ""},
+		{"manual", func(c *Config) { c.Shim = ShimManual }, ""},
+		{"unknown mode", func(c *Config) { c.Shim = "on" }, `shim "on": want auto, manual or off`},
+		{"zero timeout", func(c *Config) { c.ShimTimeout = 0 }, "shim timeout 0s"},
+		{"timeout over an hour", func(c *Config) { c.ShimTimeout = 2 * time.Hour }, "shim timeout 2h0m0s"},
+		{"socket path too long", func(c *Config) { c.ShimDir = "/" + strings.Repeat("d", 120) }, "a unix socket path must be under 108"},
+		{"a long path is fine when off", func(c *Config) { c.Shim, c.ShimDir = ShimOff, "/"+strings.Repeat("d", 120) }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.mod(&c)
+			err := c.Validate()
+			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Validate() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
