@@ -41,6 +41,8 @@ type Bundle struct {
 
 // RuntimeAudit is one runtime event as /api/v1/audits/runtime/* returns it:
 // Prisma's shape, plus the event's kind and its whole Runtime for detail.
+// A runtime.audit event (a rule's or model's verdict) also has the rule,
+// effect and attack type, and says whether it was prevented and how.
 type RuntimeAudit struct {
 	ID            string          `json:"_id"` // defenderID:seq
 	Time          time.Time       `json:"time"`
@@ -54,4 +56,11 @@ type RuntimeAudit struct {
 	Msg           string          `json:"msg"`
 	Kind          string          `json:"kind"`
 	Event         json.RawMessage `json:"event"`
+
+	RuleName   string `json:"ruleName,omitempty"`
+	Effect     string `json:"effect,omitempty"`
+	AttackType string `json:"attackType,omitempty"`
+	Prevented  bool   `json:"prevented,omitempty"`
+	Mechanism  string `json:"mechanism,omitempty"`
+	Blocked    bool   `json:"blocked,omitempty"`
 }

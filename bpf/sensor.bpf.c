@@ -54,6 +54,28 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } watch SEC(".maps");
 
+/*
+ * Reads are reported for a few secret files only (/etc/shadow, SSH keys…),
+ * which user space puts in readwatch as it does watch. An open for reading
+ * is the most frequent file syscall, so its path is first judged by its
+ * first 8 bytes, one hash lookup, and read whole only when they are the
+ * first 8 bytes of a readwatch entry (readfirst).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 64);
+	__type(key, struct watch_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} readwatch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u64);
+	__type(value, __u8);
+} readfirst SEC(".maps");
+
 union scratch_val {
 	struct exec_rec e;
 	struct file_rec f;
@@ -144,6 +166,39 @@ static __always_inline void *scratch_rec(void)
 
 /* ---- processes ---- */
 
+/* The inode's change time moved: i_ctime_sec/i_ctime_nsec since 6.11,
+ * __i_ctime from 6.6, i_ctime before. CO-RE picks the one the kernel has.
+ * Multigrain timestamps (6.13) keep a flag in the top bit of the
+ * nanoseconds (I_CTIME_QUERIED): a valid value is below 2^30, so mask. */
+struct inode___v611 {
+	time64_t i_ctime_sec;
+	u32 i_ctime_nsec;
+} __attribute__((preserve_access_index));
+
+struct inode___v66 {
+	struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+
+struct inode___old {
+	struct timespec64 i_ctime;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 inode_ctime_ns(struct inode *ino)
+{
+	if (!ino)
+		return 0;
+	if (bpf_core_field_exists(((struct inode___v611 *)0)->i_ctime_sec)) {
+		struct inode___v611 *i = (void *)ino;
+		return BPF_CORE_READ(i, i_ctime_sec) * 1000000000ULL + (BPF_CORE_READ(i, i_ctime_nsec) & 0x7fffffff);
+	}
+	if (bpf_core_field_exists(((struct inode___v66 *)0)->__i_ctime)) {
+		struct inode___v66 *i = (void *)ino;
+		return BPF_CORE_READ(i, __i_ctime.tv_sec) * 1000000000ULL + BPF_CORE_READ(i, __i_ctime.tv_nsec);
+	}
+	struct inode___old *i = (void *)ino;
+	return BPF_CORE_READ(i, i_ctime.tv_sec) * 1000000000ULL + BPF_CORE_READ(i, i_ctime.tv_nsec);
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int tp_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -167,6 +222,10 @@ int tp_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (bpf_probe_read_user(r->argv, n, (void *)start))
 		n = 0;
 	r->argv_len = n;
+	/* When the binary last changed: a binary written after its container
+	 * started is drift, and the process may be gone before user space could
+	 * stat it. */
+	r->exe_ctime = inode_ctime_ns(BPF_CORE_READ(mm, exe_file, f_inode));
 	emit(r, sizeof(*r), BW_K_EXEC);
 	return 0;
 }
@@ -251,6 +310,35 @@ static __always_inline int file_event(__u32 op, int dfd, const char *p1, int dfd
 	return 0;
 }
 
+/* An open for reading of an absolute path in readwatch. */
+static __always_inline int read_event(__u32 op, const char *up, __u32 oflags)
+{
+	__u64 first = 0;
+	if (!up || bpf_probe_read_user(&first, sizeof(first), up))
+		return 0; /* shorter than 8 bytes near a page end: no secret's path */
+	if (!bpf_map_lookup_elem(&readfirst, &first))
+		return 0;
+	struct file_rec *r = scratch_rec();
+	if (!r || fill_hdr(&r->h, BW_K_FILE, op))
+		return 0;
+	r->dfd = -100;
+	r->dfd2 = 0;
+	r->flags = oflags;
+	r->mode = 0;
+	r->path2[0] = 0;
+	long n = bpf_probe_read_user_str(r->path, PATH_MAX_LEN, up);
+	if (n <= 0) {
+		count_loss(BW_K_MAX + BW_K_FILE);
+		return 0;
+	}
+	r->plen = PATH_MAX_LEN * 8;
+	if (!bpf_map_lookup_elem(&readwatch, &r->plen))
+		return 0;
+	r->h.flags |= F_READ;
+	emit(r, sizeof(*r), BW_K_FILE);
+	return 0;
+}
+
 #define ARG(i) ((void *)ctx->args[i])
 
 SEC("tracepoint/syscalls/sys_enter_openat")
@@ -258,7 +346,7 @@ int sys_enter_openat(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 fl = ctx->args[2];
 	if (!(fl & WRITE_FLAGS))
-		return 0;
+		return read_event(BW_OP_OPENAT, ARG(1), fl);
 	return file_event(BW_OP_OPENAT, ctx->args[0], ARG(1), 0, NULL, fl, ctx->args[3]);
 }
 
@@ -269,7 +357,7 @@ int sys_enter_openat2(struct trace_event_raw_sys_enter *ctx)
 	if (bpf_probe_read_user(&how, sizeof(how), ARG(2)))
 		return 0;
 	if (!(how.flags & WRITE_FLAGS))
-		return 0;
+		return read_event(BW_OP_OPENAT2, ARG(1), how.flags);
 	return file_event(BW_OP_OPENAT2, ctx->args[0], ARG(1), 0, NULL, how.flags, how.mode);
 }
 
@@ -278,7 +366,7 @@ int sys_enter_open(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 fl = ctx->args[1];
 	if (!(fl & WRITE_FLAGS))
-		return 0;
+		return read_event(BW_OP_OPEN, ARG(0), fl);
 	return file_event(BW_OP_OPEN, -100, ARG(0), 0, NULL, fl, ctx->args[2]);
 }
 

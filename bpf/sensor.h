@@ -76,6 +76,7 @@ enum bw_op {
 #define F_PATH_REL 2      /* path does not start with '/': join with dfd */
 #define F_PATH2_REL 4
 #define F_BY_FD 8         /* fchmod / finit_module: target given by fd */
+#define F_READ 16         /* an open for reading, of a path in readwatch */
 
 struct hdr {
 	__u64 ktime; /* bpf_ktime_get_ns, CLOCK_MONOTONIC */
@@ -98,7 +99,8 @@ struct exec_rec {
 	__u32 pad;
 	char filename[PATH_MAX_LEN];
 	char argv[ARGV_MAX_LEN];
-}; /* 848 */
+	__u64 exe_ctime; /* the executable's inode change time, ns since the epoch; 0 unknown */
+}; /* 856 */
 
 struct exit_rec {
 	struct hdr h;

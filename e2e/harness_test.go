@@ -230,7 +230,7 @@ func (c *consoleProc) defender(t testing.TB, id string) defenderView {
 // it in place of this machine's runc (shim_test.go turns it on, on a copy).
 func startDefender(t testing.TB, bundleDir, stateDir string, args ...string) *proc {
 	t.Helper()
-	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false", "--shim=off"}, args...)...)
+	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false", "--compliance=false", "--shim=off"}, args...)...)
 }
 
 // status reads the Defender's status.json; before the Defender has written

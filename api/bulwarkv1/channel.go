@@ -72,11 +72,21 @@ type Hello struct {
 }
 
 // SensorInfo reports the Defender's runtime sensor: which probes run and
-// how many events it lost, ever.
+// how many events it lost, ever, and how it prevents each kind of action.
 type SensorInfo struct {
-	Probes     []Probe `json:"probes"`
-	LostKernel uint64  `json:"lostKernel"` // ring buffer full
-	LostUser   uint64  `json:"lostUser"`   // dropped in user space
+	Probes      []Probe     `json:"probes"`
+	LostKernel  uint64      `json:"lostKernel"` // ring buffer full
+	LostUser    uint64      `json:"lostUser"`   // dropped in user space
+	Enforcement []Mechanism `json:"enforcement,omitempty"`
+}
+
+// Mechanism says how a Defender prevents one kind of action (exec,
+// file-write, connect, listen) before it happens: bpf-lsm, fanotify,
+// cgroup-bpf, or none, with the reason.
+type Mechanism struct {
+	Kind      string `json:"kind"`
+	Mechanism string `json:"mechanism"`
+	Reason    string `json:"reason,omitempty"`
 }
 
 // Probe is one kernel hook of the sensor.

@@ -19,6 +19,7 @@ func TestHelpNamesEveryFlagAndVariable(t *testing.T) {
 	for _, want := range []string{
 		"--bundle", "BULWARK_BUNDLE_DIR", "--state-dir", "BULWARK_STATE_DIR", "--console-url", "BULWARK_CONSOLE_URL",
 		"--spool-max-bytes", "BULWARK_SPOOL_MAX_BYTES", "--proc-root", "BULWARK_PROC_ROOT", "--log-level", "POD_NAME",
+		"--compliance", "BULWARK_COMPLIANCE", "--host-root", "BULWARK_HOST_ROOT", "--compliance-interval", "BULWARK_COMPLIANCE_INTERVAL",
 		"status", "TESTING ONLY", "--shim", "BULWARK_SHIM", "--shim-timeout", "BULWARK_SHIM_TIMEOUT", "--shim-runc",
 		"--shim-binary", "--shim-dir", "shim install|uninstall|status",
 	} {

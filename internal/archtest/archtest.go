@@ -36,10 +36,10 @@ func (l Layer) String() string {
 // domains and adapters name the packages under internal/ by their first path
 // element. A new package must be added here, or the test fails.
 var (
-	domains = []string{"auth", "audit", "store", "inventory", "policy", "collection", "compliance", "vuln", "event"}
+	domains = []string{"auth", "audit", "store", "inventory", "policy", "collection", "compliance", "vuln", "event", "runtimepolicy"}
 	// adapters may import the wire contracts in bulwark/api.
 	adapters   = []string{"sqlite", "postgres", "httpapi", "channel", "sensor", "enforcer", "runtime", "shim", "admission", "registry", "sbom", "waas", "cnns", "alert", "pki", "spool"}
-	libraries  = []string{"credential", "flagenv"}
+	libraries  = []string{"credential", "flagenv", "rego", "workload", "hostcfg", "k8s"}
 	assemblies = []string{"console", "defender", "cli"}
 )
 

@@ -93,13 +93,26 @@ type runError struct{ err error }
 func (e *runError) Error() string { return e.err.Error() }
 func (e *runError) Unwrap() error { return e.err }
 
+// codeError ends a command with its own exit code after the command has
+// reported why (bulwarkctl scan: 1 for findings, 2 for unreadable input);
+// report adds only msg, when there is one.
+type codeError struct {
+	code int
+	msg  string
+}
+
+func (e *codeError) Error() string { return e.msg }
+
 // exitCode classifies an error once, at the boundary.
 func exitCode(err error) int {
 	var ue *usageError
 	var re *runError
+	var ce *codeError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &ce):
+		return ce.code
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, context.Canceled):
@@ -115,6 +128,13 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	code := exitCode(err)
 	if code == exitInterrupt {
 		fmt.Fprintln(a.stderr, "bulwarkctl: interrupted")
+		return code
+	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		if ce.msg != "" {
+			fmt.Fprintf(a.stderr, "bulwarkctl: %s\n", ce.msg)
+		}
 		return code
 	}
 	fmt.Fprintf(a.stderr, "bulwarkctl: %v\n", err)

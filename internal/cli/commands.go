@@ -16,7 +16,8 @@ import (
 
 const rootLong = `bulwarkctl manages a Bulwark Console from the command line: log in, list
 and manage users and access keys, and read the management audit log, as
-tables or as JSON for scripts.
+tables or as JSON for scripts. 'bulwarkctl scan' checks Kubernetes manifests
+offline, without a Console.
 
 Where settings come from, strongest first: a flag, its environment variable,
 the saved login (written by 'bulwarkctl login' to <config-dir>/config.json,
@@ -24,7 +25,8 @@ mode 0600), the default. The saved token, CA and --insecure apply only to the
 Console they were saved for.
 
 Exit codes: 0 success, 1 the command failed (the Console refused, network,
-files), 2 bad flags or arguments.`
+files), 2 bad flags or arguments. 'bulwarkctl scan' exits 1 on findings at or
+above its threshold and 2 on manifests it cannot read.`
 
 const rootExample = `  # Log in once; later commands use the saved token
   bulwarkctl --console https://console.example:8083 --ca-cert ca.pem login
@@ -72,12 +74,13 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.flagConsole, "console", "", "Console URL, https://HOST:PORT (env "+envConsole+"; default: the saved login's Console, else "+DefaultConsole+")")
 	pf.StringVar(&a.flagCACert, "ca-cert", "", "PEM file of the CA to trust for the Console's certificate, usually the Console's own CA, <data-dir>/pki/ca.pem on its host (env "+envCACert+"; default: the saved login's, else the system roots)")
 	pf.BoolVar(&a.flagInsecure, "insecure", false, "do not verify the Console's TLS certificate; for tests only, prints a warning (no environment variable, on purpose)")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json (scan also writes sarif and junit)")
 	pf.StringVar(&a.flagUsername, "username", "", "user name, or access key ID, to authenticate with HTTP Basic instead of the saved login (env "+envUsername+")")
 	pf.StringVar(&a.flagPassword, "password", "", "password, or access key secret, for --username; prefer the environment variable or the prompt, as arguments are visible to other local users (env "+envPassword+")")
 	pf.StringVar(&a.flagConfigDir, "config-dir", "", "directory of the saved login, config.json (env "+envConfigDir+"; default "+defaultDir+")")
 
-	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.versionCommand(), a.usersCommand(), a.keysCommand(), a.auditsCommand(), a.defenderCommand(), a.policyCommand(), a.eventsCommand())
+	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.versionCommand(), a.usersCommand(), a.keysCommand(), a.auditsCommand(), a.defenderCommand(), a.policyCommand(), a.eventsCommand(),
+		a.complianceCommand(), a.customComplianceCommand(), a.scanCommand(), a.runtimeCommand())
 	return root
 }
 

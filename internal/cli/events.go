@@ -40,8 +40,8 @@ func (a *app) eventsCommand() *cobra.Command {
 		Long: `Read the runtime events Defenders reported, oldest first: events in containers,
 or with --host-events those of processes in no container.
 
---type is process, network, filesystem, kernel, or one event kind such as
-file.write. --container takes a container ID or a prefix of at least 12
+--type is process, network, filesystem, kernel, audit (the verdicts of
+runtime rules and learned models), or one event kind such as file.write. --container takes a container ID or a prefix of at least 12
 characters; --image an image name as the runtime reports it; --host the name
 of the host. --since is a duration back from now (10m, 2h) or an RFC 3339 time.
 
@@ -60,7 +60,7 @@ Needs a role with the read permission.`,
 		RunE: a.run(func(ctx context.Context, _ []string) error { return a.events(ctx, o) }),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.typ, "type", "", "process, network, filesystem, kernel, or an event kind")
+	f.StringVar(&o.typ, "type", "", "process, network, filesystem, kernel, audit, or an event kind")
 	f.StringVar(&o.container, "container", "", "container ID, or a prefix of at least 12 characters")
 	f.StringVar(&o.image, "image", "", "image name")
 	f.StringVar(&o.host, "host", "", "host name")

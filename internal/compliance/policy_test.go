@@ -15,7 +15,7 @@ func TestParsePolicyPrismaShape(t *testing.T) {
 	doc := `{
 	  "rules": [
 	    {"name": "my-rule", "effect": "alert", "collections": [{"name": "All"}],
-	     "condition": {"vulnerabilities": [{"id": 531, "block": false}, {"id": 5515, "block": true}, {"check": "net-raw"}]}},
+	     "condition": {"vulnerabilities": [{"id": 531, "block": false, "minSeverity": 1}, {"id": 5515, "block": true}, {"check": "net-raw"}]}},
 	    {"name": "rest", "owner": "admin", "modified": "2026-11-30T00:00:00Z", "notes": "kept"}
 	  ],
 	  "policyType": "containerCompliance"

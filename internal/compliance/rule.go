@@ -3,7 +3,8 @@ package compliance
 import (
 	"slices"
 	"strconv"
-	"strings"
+
+	"bulwark/internal/collection"
 )
 
 // Effect is what a rule does with a failed check.
@@ -28,86 +29,16 @@ func (e Effect) rank() int {
 	return 0
 }
 
-// Collection is a named set of resources given by globs: "*" matches any
-// string (including "/"), "?" one character. An empty list matches every
-// resource; a resource is in the collection when every non-empty list has a
-// glob matching it. Labels are "key:value" globs ("app:web*", "team:*").
-type Collection struct {
-	Name       string   `json:"name"`
-	Images     []string `json:"images,omitempty"`
-	Containers []string `json:"containers,omitempty"`
-	Hosts      []string `json:"hosts,omitempty"`
-	Labels     []string `json:"labels,omitempty"`
-	Namespaces []string `json:"namespaces,omitempty"`
-	Clusters   []string `json:"clusters,omitempty"`
-}
+// Collection is collection.Collection, shared by every policy type; the
+// name keeps compliance's API as it was.
+type Collection = collection.Collection
 
-// Resource is what a collection is matched against: a container (running
-// or in a manifest), an image or a host.
-type Resource struct {
-	Image     string            `json:"image,omitempty"`
-	Container string            `json:"container,omitempty"`
-	Host      string            `json:"host,omitempty"`
-	Namespace string            `json:"namespace,omitempty"`
-	Cluster   string            `json:"cluster,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-}
+// Resource is collection.Resource.
+type Resource = collection.Resource
 
-// Matches reports whether r is in the collection.
-func (c Collection) Matches(r Resource) bool {
-	return anyGlob(c.Images, r.Image) && anyGlob(c.Containers, r.Container) && anyGlob(c.Hosts, r.Host) &&
-		anyGlob(c.Namespaces, r.Namespace) && anyGlob(c.Clusters, r.Cluster) && labelsMatch(c.Labels, r.Labels)
-}
-
-func anyGlob(globs []string, s string) bool {
-	return len(globs) == 0 || slices.ContainsFunc(globs, func(g string) bool { return Glob(g, s) })
-}
-
-func labelsMatch(globs []string, labels map[string]string) bool {
-	if len(globs) == 0 || slices.Contains(globs, "*") {
-		return true
-	}
-	for _, g := range globs {
-		kg, vg, ok := strings.Cut(g, ":")
-		if !ok {
-			vg = "*"
-		}
-		for k, v := range labels {
-			if Glob(kg, k) && Glob(vg, v) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// Glob reports whether s matches pattern, where "*" matches any sequence of
-// characters (slashes included, unlike path.Match) and "?" any one character.
-func Glob(pattern, s string) bool {
-	// Iterative matching with one backtrack point: linear in practice.
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
-			p++
-			i++
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}
+// Glob reports whether s matches pattern ("*" any string, slashes
+// included; "?" one character); see collection.Glob.
+func Glob(pattern, s string) bool { return collection.Glob(pattern, s) }
 
 // Rule is one compliance rule. Rules are ordered; the first enabled rule
 // whose collections match a resource decides what happens to it.
@@ -149,6 +80,10 @@ type CheckRef struct {
 	ID    int    `json:"id,omitempty"`
 	Check string `json:"check,omitempty"`
 	Block bool   `json:"block,omitempty"`
+	// MinSeverity is accepted as Prisma's documented examples send it; it
+	// only matters to Prisma's vulnerability-count checks, which Bulwark's
+	// compliance catalog does not have, so it changes nothing here.
+	MinSeverity int `json:"minSeverity,omitempty"`
 }
 
 // Matches reports whether the reference names check c.
@@ -165,7 +100,7 @@ func (r Rule) Matches(res Resource) bool {
 	if r.Disabled {
 		return false
 	}
-	return len(r.Collections) == 0 || slices.ContainsFunc(r.Collections, func(c Collection) bool { return c.Matches(res) })
+	return collection.Any(r.Collections, res)
 }
 
 // EffectFor is what the rule does when check c fails.

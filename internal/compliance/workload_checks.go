@@ -523,15 +523,18 @@ const (
 
 func checkSeccompUnconfined(e *env) {
 	if p := e.pod(); p != nil {
-		if sp := p.SecurityContext.SeccompProfile; sp != nil && sp.Type == "Unconfined" {
-			e.report("", "the pod sets seccompProfile.type: Unconfined", e.podPath("securityContext.seccompProfile.type"))
+		// Like the PSS, refuse every type but RuntimeDefault and Localhost:
+		// the API server rejects other values, and an admission check must
+		// not let through what a later API version might accept.
+		if sp := p.SecurityContext.SeccompProfile; sp != nil && !allowedSeccomp(sp.Type) {
+			e.report("", fmt.Sprintf("the pod sets seccompProfile.type: %q", sp.Type), e.podPath("securityContext.seccompProfile.type"))
 		}
 		if p.Annotations[seccompPodAnnotation] == "unconfined" {
 			e.report("", "the pod's seccomp annotation is unconfined", e.metaPath(annotationPath(seccompPodAnnotation)))
 		}
 		for _, c := range e.ctrs {
-			if sp := c.SecurityContext.SeccompProfile; sp != nil && sp.Type == "Unconfined" {
-				e.report(c.Name, fmt.Sprintf("container %q sets seccompProfile.type: Unconfined", c.Name), c.sc("seccompProfile.type"))
+			if sp := c.SecurityContext.SeccompProfile; sp != nil && !allowedSeccomp(sp.Type) {
+				e.report(c.Name, fmt.Sprintf("container %q sets seccompProfile.type: %q", c.Name, sp.Type), c.sc("seccompProfile.type"))
 			}
 			if key := seccompContainerAnnotation + c.Name; p.Annotations[key] == "unconfined" {
 				e.report(c.Name, fmt.Sprintf("container %q's seccomp annotation is unconfined", c.Name), e.metaPath(annotationPath(key)))
@@ -544,6 +547,8 @@ func checkSeccompUnconfined(e *env) {
 }
 
 func allowedSeccomp(t string) bool { return t == "RuntimeDefault" || t == "Localhost" }
+
+func allowedAppArmor(t string) bool { return t == "RuntimeDefault" || t == "Localhost" }
 
 func checkSeccompRequired(e *env) {
 	p := e.pod()
@@ -567,12 +572,13 @@ func checkSeccompRequired(e *env) {
 
 func checkAppArmor(e *env) {
 	if p := e.pod(); p != nil {
-		if ap := p.SecurityContext.AppArmorProfile; ap != nil && ap.Type == "Unconfined" {
-			e.report("", "the pod sets appArmorProfile.type: Unconfined", e.podPath("securityContext.appArmorProfile.type"))
+		// Every type but RuntimeDefault and Localhost, as the PSS say.
+		if ap := p.SecurityContext.AppArmorProfile; ap != nil && !allowedAppArmor(ap.Type) {
+			e.report("", fmt.Sprintf("the pod sets appArmorProfile.type: %q", ap.Type), e.podPath("securityContext.appArmorProfile.type"))
 		}
 		for _, c := range e.ctrs {
-			if ap := c.SecurityContext.AppArmorProfile; ap != nil && ap.Type == "Unconfined" {
-				e.report(c.Name, fmt.Sprintf("container %q sets appArmorProfile.type: Unconfined", c.Name), c.sc("appArmorProfile.type"))
+			if ap := c.SecurityContext.AppArmorProfile; ap != nil && !allowedAppArmor(ap.Type) {
+				e.report(c.Name, fmt.Sprintf("container %q sets appArmorProfile.type: %q", c.Name, ap.Type), c.sc("appArmorProfile.type"))
 			}
 		}
 		// Annotations in key order, for a stable output.

@@ -197,7 +197,8 @@ func startDefender(t testing.TB, dir string, mutate ...func(*defender.Config)) (
 	cfg.BundleDir = dir
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.SpoolMaxBytes = 16 << 20
-	cfg.Sensor = false // these tests are about the channel; e2e/ runs the sensor
+	cfg.Sensor = false     // these tests are about the channel; e2e/ runs the sensor
+	cfg.Compliance = false // and count events: no compliance results among them
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"bulwark/internal/auth"
 	"bulwark/internal/credential"
+	"bulwark/internal/runtimepolicy"
 )
 
 // Config is everything the Console can be told. Defaults come from Default;
@@ -44,6 +45,9 @@ type Config struct {
 	TokenTTL time.Duration
 	// BcryptCost is the cost of stored password hashes.
 	BcryptCost int
+	// IncidentWindow groups the runtime audits of one container (or host)
+	// into one incident while each follows the last within it.
+	IncidentWindow time.Duration
 }
 
 // Default returns the configuration of a Console started without options.
@@ -58,6 +62,7 @@ func Default() Config {
 
 		DefenderCertTTL:   365 * 24 * time.Hour,
 		HeartbeatInterval: 10 * time.Second,
+		IncidentWindow:    runtimepolicy.DefaultIncidentWindow,
 	}
 }
 
@@ -71,6 +76,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port or :port", name, addr))
 		}
+	}
+	if c.IncidentWindow <= 0 {
+		errs = append(errs, fmt.Errorf("incident window %s: want a positive duration", c.IncidentWindow))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls cert and tls key: give both or neither"))

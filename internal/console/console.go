@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg Config, version string, logger *slog.Logger) (
 	if channelURL == "" {
 		channelURL = defaultChannelURL(cfg.ChannelAddr, c.channelLn.Addr())
 	}
-	if c.fleet, err = newFleet(ctx, c.db, ca, channelURL, cfg.DefenderCertTTL, logger); err != nil {
+	if c.fleet, err = newFleet(ctx, c.db, ca, channelURL, cfg.DefenderCertTTL, cfg.IncidentWindow, logger); err != nil {
 		return nil, err
 	}
 	c.channel = channel.NewServer(channel.ServerConfig{

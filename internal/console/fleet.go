@@ -28,6 +28,7 @@ type fleet struct {
 	certTTL    time.Duration
 	logger     *slog.Logger
 	server     *channel.Server // set after construction
+	runtime    runtimeIngest
 
 	mu      sync.RWMutex
 	revoked map[string]bool // certificate serials
@@ -38,12 +39,13 @@ var (
 	_ httpapi.Fleet   = (*fleet)(nil)
 )
 
-func newFleet(ctx context.Context, db store.Store, ca *pki.CA, channelURL string, certTTL time.Duration, logger *slog.Logger) (*fleet, error) {
+func newFleet(ctx context.Context, db store.Store, ca *pki.CA, channelURL string, certTTL, incidentWindow time.Duration, logger *slog.Logger) (*fleet, error) {
 	serials, err := db.RevokedSerials(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load revoked certificates: %w", err)
 	}
-	f := &fleet{db: db, ca: ca, channelURL: channelURL, certTTL: certTTL, logger: logger, revoked: make(map[string]bool, len(serials))}
+	f := &fleet{db: db, ca: ca, channelURL: channelURL, certTTL: certTTL, logger: logger, revoked: make(map[string]bool, len(serials)),
+		runtime: runtimeIngest{db: db, window: incidentWindow, logger: logger}}
 	for _, s := range serials {
 		f.revoked[s] = true
 	}
@@ -138,6 +140,9 @@ func toSensor(si *bulwarkv1.SensorInfo) *inventory.Sensor {
 	for i, p := range si.Probes {
 		s.Probes[i] = inventory.Probe{Name: p.Name, Kind: p.Kind, Active: p.Active, Error: p.Error}
 	}
+	for _, m := range si.Enforcement {
+		s.Enforcement = append(s.Enforcement, inventory.Mechanism{Kind: m.Kind, Mechanism: m.Mechanism, Reason: m.Reason})
+	}
 	return s
 }
 
@@ -154,7 +159,9 @@ func (f *fleet) Disconnected(ctx context.Context, id string, at time.Time) error
 // Policy implements channel.Backend.
 func (f *fleet) Policy(ctx context.Context) (policy.Snapshot, error) { return f.db.PolicySnapshot(ctx) }
 
-// AppendEvents implements channel.Backend.
+// AppendEvents implements channel.Backend. Models and incidents are
+// brought up to date from the batches first (see runtimeIngest).
 func (f *fleet) AppendEvents(ctx context.Context, batches []event.Batch) ([]uint64, error) {
+	f.runtime.ingest(ctx, batches)
 	return f.db.AppendEvents(ctx, batches)
 }

@@ -70,8 +70,33 @@ func TestRBACMatrix(t *testing.T) {
 		{"GET", "/api/v1/defenders/summary", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"POST", "/api/v1/defenders/{id}/revoke", noBody, []string{"admin", "operator", "defender-manager"}, "", 404},
 		{"POST", "/api/v1/defenders/{id}/renew", noBody, []string{"admin", "operator", "defender-manager"}, "", 404},
+		{"GET", "/api/v1/policies/compliance/container", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/policies/compliance/container", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/policies/compliance/host", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/policies/compliance/host", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/stats/compliance", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/containers", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/hosts", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/audits/incidents", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/audits/incidents/{id}", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 404},
+		{"PATCH", "/api/v1/audits/incidents/acknowledge/{id}", func(string) string { return `{"acknowledged":true}` }, []string{"admin", "operator"}, "", 404},
+		{"GET", "/api/v1/profiles/container", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"POST", "/api/v1/profiles/container/learn", noBody, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/profiles/container/{id}", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 404},
+		{"PUT", "/api/v1/profiles/container/{id}", func(string) string { return `{"processes":[]}` }, []string{"admin", "operator"}, "", 404},
+		{"POST", "/api/v1/profiles/container/{id}/learn", noBody, []string{"admin", "operator"}, "", 404},
+		{"GET", "/api/v1/policies/runtime/container", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/policies/runtime/container", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/policies/runtime/host", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/policies/runtime/host", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
 		{"GET", "/api/v1/policies/{type}", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"PUT", "/api/v1/policies/{type}", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/custom-compliance", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/custom-compliance", func(string) string {
+			return `{"_id":9000,"name":"rbac","severity":"low","script":"package rbac\ndeny contains \"m\" if false"}`
+		}, []string{"admin", "operator"}, "", 200},
+		// A non-numeric ID: the role check passed when the answer is 400.
+		{"DELETE", "/api/v1/custom-compliance/{id}", noBody, []string{"admin", "operator"}, "", 400},
 	}
 
 	// Every endpoint of the API is in the matrix.
@@ -101,7 +126,7 @@ func TestRBACMatrix(t *testing.T) {
 	}
 
 	for _, e := range eps {
-		path := strings.NewReplacer("{id}", "does-not-exist", "{type}", "runtime/container").Replace(e.path)
+		path := strings.NewReplacer("{id}", "does-not-exist", "{type}", "admission").Replace(e.path)
 		for _, role := range append([]string{"anonymous"}, roles...) {
 			t.Run(e.method+" "+e.path+" as "+role, func(t *testing.T) {
 				k := call{method: e.method, path: path, body: e.body(role)}

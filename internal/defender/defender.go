@@ -22,6 +22,7 @@ import (
 	"bulwark/api/bulwarkv1"
 	"bulwark/api/shimv1"
 	"bulwark/internal/channel"
+	"bulwark/internal/runtimepolicy"
 	"bulwark/internal/spool"
 )
 
@@ -66,6 +67,33 @@ type Config struct {
 	// ShimRunc are the runc binaries to manage; empty: those found in
 	// PATH, the sbin and bin directories and containerd's configuration.
 	ShimRunc []string
+	// Compliance evaluates the running containers and the host against the
+	// compliance policies and reports the results (the default).
+	Compliance bool
+	// HostRoot is where the host's file system is seen: "/" on the host,
+	// /proc/1/root (or a hostPath mount) in a container.
+	HostRoot string
+	// ComplianceInterval is how often the containers and the host are
+	// looked at again; only changed results are sent.
+	ComplianceInterval time.Duration
+	// RuncRoots are the runc state roots where containers are found (globs
+	// allowed); nil: runc's, containerd's and docker's defaults.
+	RuncRoots []string
+	// LearningWindow is how long a new model of an image learns before
+	// deviations from it are audited.
+	LearningWindow time.Duration
+	// ModelReportInterval is the least time between two reports of a
+	// learning model to the Console (a model that ends learning or is
+	// relearned is reported at once).
+	ModelReportInterval time.Duration
+	// IncidentWindow: the first audit of a container in this long sends
+	// its forensic record along.
+	IncidentWindow time.Duration
+	// Enforcer denies what runtime rules prevent, in the kernel; nil: the
+	// Defender audits them. Stopper stops containers for block rules; nil:
+	// block audits say the container was not stopped.
+	Enforcer Enforcer
+	Stopper  Stopper
 
 	// SyntheticEvents, a test option, makes the Defender produce this many
 	// numbered events in total (across restarts) at SyntheticRate per second
@@ -84,6 +112,13 @@ func Default() Config {
 		Sensor:        true,
 		Shim:          ShimAuto,
 		ShimTimeout:   shimv1.DefaultTimeout,
+
+		Compliance:          true,
+		HostRoot:            "/",
+		ComplianceInterval:  30 * time.Second,
+		LearningWindow:      runtimepolicy.DefaultLearningWindow,
+		ModelReportInterval: time.Minute,
+		IncidentWindow:      runtimepolicy.DefaultIncidentWindow,
 	}
 }
 
@@ -118,8 +153,23 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("shim socket %s: %d bytes, a unix socket path must be under 108", sock, len(sock)))
 		}
 	}
+	if c.Compliance && c.HostRoot == "" {
+		errs = append(errs, errors.New("host root: empty"))
+	}
+	if c.Compliance && c.ComplianceInterval < time.Second {
+		errs = append(errs, fmt.Errorf("compliance interval %s: want at least 1s", c.ComplianceInterval))
+	}
 	if c.SyntheticRate < 0 {
 		errs = append(errs, errors.New("synthetic rate: negative"))
+	}
+	if c.LearningWindow <= 0 {
+		errs = append(errs, fmt.Errorf("learning window %s: want a positive duration", c.LearningWindow))
+	}
+	if c.ModelReportInterval <= 0 {
+		errs = append(errs, fmt.Errorf("model report interval %s: want a positive duration", c.ModelReportInterval))
+	}
+	if c.IncidentWindow <= 0 {
+		errs = append(errs, fmt.Errorf("incident window %s: want a positive duration", c.IncidentWindow))
 	}
 	return errors.Join(errs...)
 }
@@ -133,8 +183,10 @@ type Defender struct {
 	spool       *spool.Spool
 	ident       identity
 	client      *channel.Client
-	sensing     *sensing // nil: no sensor
-	gate        *gate    // nil: shim off
+	gate        *gate     // nil: shim off
+	sensing     *sensing  // nil: no sensor
+	assessor    *assessor // nil: compliance off
+	defense     *defense
 	sensorErr   string
 	metricsAddr atomic.Value // string, once serving
 
@@ -166,6 +218,13 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	d := &Defender{cfg: cfg, version: version, logger: logger.With(slog.String("defender", b.Info.DefenderID)), bundle: b, policySource: "none"}
+	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
+	if d.defense, err = newDefense(defenseConfig{
+		stateDir: cfg.StateDir, procRoot: cfg.ProcRoot, host: d.ident.Hostname, learningWindow: cfg.LearningWindow,
+		modelReport: cfg.ModelReportInterval, tick: 250 * time.Millisecond, incidentWindow: cfg.IncidentWindow,
+	}, d.logger, cfg.Enforcer, cfg.Stopper, d.emitDefense); err != nil {
+		return nil, err
+	}
 	if err := d.loadPolicy(); err != nil {
 		return nil, err
 	}
@@ -174,12 +233,15 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
 	d.spool = sp
-	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
 	if cfg.Shim != ShimOff {
 		if d.gate, err = newGate(cfg, d, d.logger); err != nil {
 			sp.Close()
 			return nil, err
 		}
+	}
+	if cfg.Compliance {
+		d.assessor = newAssessor(cfg, d, d.logger)
+		d.assessor.init()
 	}
 	if cfg.Sensor {
 		if d.sensing, err = newSensing(d, cfg, d.logger); err != nil {
@@ -218,6 +280,7 @@ func (d *Defender) loadPolicy() error {
 		return fmt.Errorf("stored policy %s is corrupt: %w", filepath.Join(d.cfg.StateDir, policyFile), err)
 	}
 	d.policy, d.policySource = p, "disk"
+	d.defense.setPolicy(p)
 	d.logger.Info("enforcing stored policy", slog.Int64("revision", p.Revision))
 	return nil
 }
@@ -240,9 +303,13 @@ func (d *Defender) applyPolicy(p bulwarkv1.Policy) error {
 	d.mu.Lock()
 	d.policy, d.policySource = p, "console"
 	d.mu.Unlock()
+	d.defense.setPolicy(p)
 	d.logger.Info("enforcing policy", slog.Int64("revision", p.Revision), slog.Int64("previous", cur))
 	if d.gate != nil {
 		d.gate.policyChanged()
+	}
+	if d.assessor != nil {
+		d.assessor.policyChanged()
 	}
 	d.writeStatus()
 	return nil
@@ -288,7 +355,9 @@ func (d *Defender) sensorInfo() *bulwarkv1.SensorInfo {
 	if d.sensing == nil {
 		return nil
 	}
-	return d.sensing.info()
+	si := d.sensing.info()
+	si.Enforcement = d.defense.status().Enforcement
+	return si
 }
 
 func (d *Defender) heartbeat() bulwarkv1.Heartbeat {
@@ -322,6 +391,8 @@ type Status struct {
 	Sensor         *bulwarkv1.SensorInfo `json:"sensor,omitempty"`
 	SensorError    string                `json:"sensorError,omitempty"`
 	Shim           *ShimStatus           `json:"shim,omitempty"`
+	Compliance     *ComplianceStatus     `json:"compliance,omitempty"`
+	Runtime        *RuntimeStatus        `json:"runtime,omitempty"`
 	CertNotAfter   time.Time             `json:"certNotAfter"`
 	UpdatedAt      time.Time             `json:"updatedAt"`
 }
@@ -332,10 +403,17 @@ func (d *Defender) Status() Status {
 	if d.gate != nil {
 		shimStatus = d.gate.statusInfo()
 	}
+	var cs *ComplianceStatus
+	if d.assessor != nil {
+		cs = d.assessor.statusInfo()
+	}
+	rs := d.defense.status()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Status{
-		ID: d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
+		Compliance: cs,
+		Runtime:    rs,
+		ID:         d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
 		Console: d.cfg.ConsoleURL, Connected: d.connected, LastError: d.lastErr,
 		PolicyRevision: d.policy.Revision, PolicySource: d.policySource, Spool: d.spoolInfo(),
 		Sensor: d.sensorInfo(), SensorError: d.sensorErr, Shim: shimStatus,
@@ -381,8 +459,16 @@ func (d *Defender) Emit(kind string, at time.Time, data ...json.RawMessage) erro
 }
 
 // Run works until ctx ends: the channel, and the synthetic generator when configured.
+// The stored policy is enforced on the containers already running before
+// the channel starts, so that a Defender that cannot reach the Console
+// still prevents what the policy prevents.
 func (d *Defender) Run(ctx context.Context) error {
+	if d.sensing != nil {
+		d.sensing.scanExisting()
+	}
+	d.defense.step(ctx)
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.defense.run(ctx) })
 	g.Go(func() error { return d.client.Run(ctx) })
 	if d.sensing != nil {
 		g.Go(func() error { return d.sensing.run(ctx) })
@@ -392,6 +478,9 @@ func (d *Defender) Run(ctx context.Context) error {
 	}
 	if d.gate != nil {
 		g.Go(func() error { return d.gate.run(ctx) })
+	}
+	if d.assessor != nil {
+		g.Go(func() error { return d.assessor.run(ctx) })
 	}
 	if d.cfg.SyntheticEvents > 0 {
 		g.Go(func() error { return d.synthesize(ctx) })

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"bulwark/api/bulwarkv1"
 	"bulwark/internal/event"
 	"bulwark/internal/runtime"
+	"bulwark/internal/runtimepolicy"
 	"bulwark/internal/sensor"
 )
 
@@ -47,11 +49,17 @@ const (
 func newSensing(d *Defender, cfg Config, logger *slog.Logger) (*sensing, error) {
 	rcfg := runtime.DefaultConfig()
 	rcfg.ProcRoot = cfg.ProcRoot
+	if cfg.RuncRoots != nil {
+		rcfg.RuncRoots = cfg.RuncRoots
+	}
 	res, err := runtime.New(rcfg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("container correlation: %w", err)
 	}
-	sn, err := sensor.New(sensor.Config{RingBufferBytes: cfg.RingBufferBytes, WatchPaths: cfg.WatchPaths, ProcRoot: cfg.ProcRoot}, logger)
+	// Runtime defense needs writes to every binary directory.
+	watch := append(slices.Clone(cfg.WatchPaths), runtimepolicy.WatchedWritePaths()...)
+	sn, err := sensor.New(sensor.Config{RingBufferBytes: cfg.RingBufferBytes, WatchPaths: watch, ProcRoot: cfg.ProcRoot,
+		ReadPaths: runtimepolicy.SensitiveReadPaths()}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
@@ -79,9 +87,9 @@ func (s *sensing) capabilities() []string {
 	return caps
 }
 
-// run senses until ctx ends.
+// run senses until ctx ends; the Defender scans the running processes
+// (scanExisting) before.
 func (s *sensing) run(ctx context.Context) error {
-	s.scanExisting()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.appendLoop(ctx) })
 	wg.Go(func() { _ = s.resolver.Run(ctx) })
@@ -102,11 +110,20 @@ func (s *sensing) observe(kind string, at time.Time, rt event.Runtime) {
 			rt.Container = &c
 		}
 	}
+	if rt.Container != nil && s.d.assessor != nil {
+		s.d.assessor.sawContainer(rt.Container.ID)
+	}
 	data, err := json.Marshal(rt)
 	if err != nil {
 		s.dropped.Add(1)
 		return
 	}
+	s.enqueue(kind, at, data)
+	s.d.defense.observe(kind, at, &rt)
+}
+
+// enqueue queues one encoded event for the spool without blocking.
+func (s *sensing) enqueue(kind string, at time.Time, data []byte) {
 	select {
 	case s.queue <- queued{kind, at, data}:
 	default:

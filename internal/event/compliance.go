@@ -16,7 +16,8 @@ const (
 // same resource.
 type Compliance struct {
 	// Trigger says why the Defender evaluated: "start" (the Defender
-	// started), "container.start", "policy" (a new policy revision).
+	// started), "container.start", "policy" (a new policy revision),
+	// "rescan" (a periodic look found the result changed).
 	Trigger string `json:"trigger"`
 	// PolicyRevision is the revision of the policy snapshot used.
 	PolicyRevision int64                `json:"policyRevision"`

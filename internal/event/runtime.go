@@ -14,6 +14,9 @@ const (
 	KindFileUnlink = "file.unlink"
 	KindFileRename = "file.rename"
 	KindFileChmod  = "file.chmod"
+	// KindFileRead is a file opened for reading; the sensor reports it only
+	// for a short list of secrets (/etc/shadow, SSH host keys, …).
+	KindFileRead = "file.read"
 
 	KindNetConnect = "network.connect"
 	KindNetAccept  = "network.accept"
@@ -69,6 +72,9 @@ type Process struct {
 	CgroupID  uint64    `json:"cgroupId,omitempty"`
 	// ParentExe is the parent's executable when known.
 	ParentExe string `json:"parentExe,omitempty"`
+	// ExeChanged is when the executable's inode last changed (written,
+	// copied, chmod'ed), known for execs the sensor saw.
+	ExeChanged time.Time `json:"exeChanged,omitzero"`
 }
 
 // Container is the container a process runs in, as the runtime describes it.

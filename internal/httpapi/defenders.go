@@ -231,6 +231,9 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 	if err := policy.ValidType(typ); err != nil {
 		return badRequest("%v", err)
 	}
+	if typ == policy.TypeCustomCompliance {
+		return badRequest("custom compliance checks are written one at a time with PUT /api/v1/custom-compliance, which compiles them")
+	}
 	var doc json.RawMessage
 	if err := decodeJSON(w, r, &doc); err != nil {
 		return err

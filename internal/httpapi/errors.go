@@ -29,6 +29,12 @@ func badRequest(format string, args ...any) error {
 	return &badRequestError{msg: fmt.Sprintf(format, args...)}
 }
 
+// conflictError is a change that the current state does not allow; its
+// message is safe to show the caller.
+type conflictError struct{ msg string }
+
+func (e *conflictError) Error() string { return e.msg }
+
 // tooManyError tells the caller when to come back.
 type tooManyError struct{ retryAfter time.Duration }
 
@@ -41,9 +47,12 @@ func (e *tooManyError) Error() string {
 func classify(err error) (int, string) {
 	var br *badRequestError
 	var tm *tooManyError
+	var ce *conflictError
 	switch {
 	case errors.As(err, &br):
 		return http.StatusBadRequest, br.msg
+	case errors.As(err, &ce):
+		return http.StatusConflict, ce.msg
 	case errors.Is(err, auth.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
 	case errors.As(err, &tm):

@@ -31,6 +31,9 @@ var runtimeAuditKinds = map[string][]string{
 	"network":    {"network."},
 	"filesystem": {"file."},
 	"kernel":     {"privilege.", "namespace.", "kernel.", event.KindPtrace},
+	// Verdicts of runtime rules and models; each lists under its own
+	// category (processes, network, filesystem, kubernetes).
+	"audit": {event.KindRuntimeAudit},
 }
 
 // runtimeAuditTypeParams maps ?type= to an audit type; Prisma's singular
@@ -38,6 +41,7 @@ var runtimeAuditKinds = map[string][]string{
 var runtimeAuditTypeParams = map[string]string{
 	"process": "processes", "processes": "processes",
 	"network": "network", "filesystem": "filesystem", "kernel": "kernel",
+	"audit": "audit",
 }
 
 // auditType returns the audit type of a kind, "" when it is no runtime kind.
@@ -56,7 +60,7 @@ func auditType(kind string) string {
 // sensor.loss…).
 func allRuntimeKinds() []string {
 	var all []string
-	for _, typ := range []string{"processes", "network", "filesystem", "kernel"} {
+	for _, typ := range []string{"processes", "network", "filesystem", "kernel", "audit"} {
 		all = append(all, runtimeAuditKinds[typ]...)
 	}
 	return all
@@ -107,7 +111,7 @@ func (s *Server) listRuntimeAudits(w http.ResponseWriter, r *http.Request, conta
 	case auditType(typ) != "":
 		f.Kind = typ
 	default:
-		return badRequest("query parameter type=%q must be process, network, filesystem, kernel or a runtime event kind", typ)
+		return badRequest("query parameter type=%q must be process, network, filesystem, kernel, audit or a runtime event kind", typ)
 	}
 	if c := q.Get("container"); c != "" {
 		if !containers {
@@ -205,6 +209,9 @@ func toRuntimeAudit(e event.Event) (api.RuntimeAudit, event.Runtime) {
 	}
 	if c := rt.Container; c != nil {
 		a.ContainerID, a.ContainerName, a.ImageName = c.ID, c.Name, c.Image
+	}
+	if e.Kind == event.KindRuntimeAudit {
+		auditFields(&a, e.Data)
 	}
 	return a, rt
 }

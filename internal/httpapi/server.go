@@ -14,6 +14,7 @@ import (
 
 	"bulwark/internal/auth"
 	"bulwark/internal/credential"
+	"bulwark/internal/runtimepolicy"
 	"bulwark/internal/store"
 )
 
@@ -110,8 +111,30 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/defenders/summary", auth.PermRead, s.defendersSummary},
 		{"POST", "/api/v1/defenders/{id}/revoke", auth.PermManageDefenders, s.revokeDefender},
 		{"POST", "/api/v1/defenders/{id}/renew", auth.PermManageDefenders, s.renewBundle},
+		{"GET", "/api/v1/policies/compliance/container", auth.PermRead, s.getCompliancePolicy(containerCompliancePolicy)},
+		{"PUT", "/api/v1/policies/compliance/container", auth.PermWritePolicy, s.putCompliancePolicy(containerCompliancePolicy)},
+		{"GET", "/api/v1/policies/compliance/host", auth.PermRead, s.getCompliancePolicy(hostCompliancePolicy)},
+		{"PUT", "/api/v1/policies/compliance/host", auth.PermWritePolicy, s.putCompliancePolicy(hostCompliancePolicy)},
+		{"GET", "/api/v1/stats/compliance", auth.PermRead, s.complianceStats},
+		{"GET", "/api/v1/containers", auth.PermRead, s.listComplianceContainers},
+		{"GET", "/api/v1/hosts", auth.PermRead, s.listComplianceHosts},
+		{"GET", "/api/v1/audits/incidents", auth.PermRead, s.listIncidents},
+		{"GET", "/api/v1/audits/incidents/{id}", auth.PermRead, s.getIncident},
+		{"PATCH", "/api/v1/audits/incidents/acknowledge/{id}", auth.PermWritePolicy, s.ackIncident},
+		{"GET", "/api/v1/profiles/container", auth.PermRead, s.listModels},
+		{"POST", "/api/v1/profiles/container/learn", auth.PermWritePolicy, s.relearnAll},
+		{"GET", "/api/v1/profiles/container/{id}", auth.PermRead, s.getModel},
+		{"PUT", "/api/v1/profiles/container/{id}", auth.PermWritePolicy, s.putModel},
+		{"POST", "/api/v1/profiles/container/{id}/learn", auth.PermWritePolicy, s.relearnModel},
+		{"GET", "/api/v1/policies/runtime/container", auth.PermRead, s.getRuntimePolicy(runtimepolicy.Container)},
+		{"PUT", "/api/v1/policies/runtime/container", auth.PermWritePolicy, s.putRuntimePolicy(runtimepolicy.Container)},
+		{"GET", "/api/v1/policies/runtime/host", auth.PermRead, s.getRuntimePolicy(runtimepolicy.Host)},
+		{"PUT", "/api/v1/policies/runtime/host", auth.PermWritePolicy, s.putRuntimePolicy(runtimepolicy.Host)},
 		{"GET", "/api/v1/policies/{type...}", auth.PermRead, s.getPolicy},
 		{"PUT", "/api/v1/policies/{type...}", auth.PermWritePolicy, s.putPolicy},
+		{"GET", "/api/v1/custom-compliance", auth.PermRead, s.listCustomCompliance},
+		{"PUT", "/api/v1/custom-compliance", auth.PermWritePolicy, s.putCustomCompliance},
+		{"DELETE", "/api/v1/custom-compliance/{id}", auth.PermWritePolicy, s.deleteCustomCompliance},
 	}
 }
 

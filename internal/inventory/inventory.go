@@ -45,6 +45,17 @@ type Sensor struct {
 	Probes     []Probe `json:"probes"`
 	LostKernel uint64  `json:"lostKernel"`
 	LostUser   uint64  `json:"lostUser"`
+	// Enforcement is how the Defender prevents each kind of action.
+	Enforcement []Mechanism `json:"enforcement,omitempty"`
+}
+
+// Mechanism is how a Defender prevents one kind of action (exec,
+// file-write, connect, listen): bpf-lsm, fanotify, cgroup-bpf or none, with
+// the reason for none.
+type Mechanism struct {
+	Kind      string `json:"kind"`
+	Mechanism string `json:"mechanism"`
+	Reason    string `json:"reason,omitempty"`
 }
 
 // Probe is one kernel hook of the sensor; Error says why an inactive one is.

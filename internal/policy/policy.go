@@ -19,8 +19,16 @@ func Types() []string {
 		"compliance/container", "compliance/host",
 		"vulnerability/images", "vulnerability/host",
 		"firewall/app/container", "cnns/container", "admission",
+		TypeCustomCompliance,
 	}
 }
+
+// TypeCustomCompliance is the policy type that holds the custom compliance
+// checks (`{"rules": [check…]}`, each in the shape of
+// /api/v1/custom-compliance), so that they travel to Defenders in the
+// snapshot with the policies that name them. The Console writes it only
+// through /api/v1/custom-compliance, which compiles each check.
+const TypeCustomCompliance = "custom-compliance"
 
 // Snapshot is every policy at one revision. Revisions start at 1 and grow by
 // one with every change; 0 means no policy was ever set.

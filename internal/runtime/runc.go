@@ -66,11 +66,14 @@ func stateRoots(patterns []string) []stateRoot {
 // enrichment needs. runc 1.1 has no top-level bundle: it keeps the bundle
 // and every OCI annotation as "key=value" strings in config.labels.
 type runcState struct {
-	ID             string    `json:"id"`
-	InitProcessPid int       `json:"init_process_pid"`
-	Created        time.Time `json:"created"`
-	Bundle         string    `json:"bundle"` // newer or forked runtimes
-	Config         struct {
+	ID             string `json:"id"`
+	InitProcessPid int    `json:"init_process_pid"`
+	// InitProcessStart is the init's start time in clock ticks since boot
+	// (/proc/<pid>/stat field 22), which tells it from a reused pid.
+	InitProcessStart uint64    `json:"init_process_start"`
+	Created          time.Time `json:"created"`
+	Bundle           string    `json:"bundle"` // newer or forked runtimes
+	Config           struct {
 		Labels []string `json:"labels"`
 	} `json:"config"`
 	CgroupPaths map[string]string `json:"cgroup_paths"` // "" is the cgroup2 path

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -91,13 +92,14 @@ const (
 	fPathRel   = 2
 	fPath2Rel  = 4
 	fByFD      = 8
+	fRead      = 16
 )
 
 // Record layout (bpf/sensor.h); TestLayout checks these against the BTF of
 // the compiled object.
 const (
 	hdrSize         = 64
-	execSize        = 848
+	execSize        = 856
 	exitSize        = 72
 	forkSize        = 80
 	fileSize        = 600
@@ -205,6 +207,9 @@ func (d *decoder) decode(b []byte, r *record) error {
 		n := min(int(le.Uint32(b[72:])), argvLen)
 		p.Argv = splitArgv(b[336 : 336+n])
 		p.Truncated = r.flags&fArgvTrunc != 0
+		if ns := le.Uint64(b[848:]); ns != 0 && ns <= math.MaxInt64 {
+			p.ExeChanged = time.Unix(0, int64(ns)).UTC()
+		}
 	case kExit:
 		if len(b) < exitSize {
 			return errShort
@@ -230,7 +235,19 @@ func (d *decoder) decode(b []byte, r *record) error {
 		flags, mode := le.Uint32(b[72:]), le.Uint32(b[76:])
 		r.file = event.File{Path: cstring(b[84 : 84+pathLen]), NewPath: cstring(b[344 : 344+pathLen])}
 		switch op {
-		case opOpenat, opOpenat2, opOpen, opCreat:
+		case opOpenat, opOpenat2, opOpen:
+			if r.flags&fRead != 0 {
+				r.kind = event.KindFileRead
+				r.file.Flags = flags
+				break
+			}
+			r.kind = event.KindFileWrite
+			r.file.Flags = flags
+			if flags&oCreat != 0 {
+				r.kind = event.KindFileCreate
+				r.file.Mode = mode
+			}
+		case opCreat:
 			r.kind = event.KindFileWrite
 			r.file.Flags = flags
 			if flags&oCreat != 0 {

@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -32,6 +33,7 @@ func execRecord() []byte {
 	argv := "curl\x00-sS\x00https://example.com/\x00"
 	le.PutUint32(b[72:], uint32(len(argv)))
 	copy(b[336:], argv)
+	le.PutUint64(b[848:], 1_700_000_000_123_456_789)
 	return b
 }
 
@@ -84,6 +86,7 @@ func TestDecode(t *testing.T) {
 		{"exec", execRecord(), event.KindProcessExec, with(func(rt *event.Runtime) {
 			rt.Process.Exe = "/usr/bin/curl"
 			rt.Process.Argv = []string{"curl", "-sS", "https://example.com/"}
+			rt.Process.ExeChanged = time.Unix(1_700_000_000, 123_456_789).UTC()
 		}), event.File{}, event.Net{}},
 		{"exit code", exit, event.KindProcessExit, with(func(rt *event.Runtime) { rt.Exit = &event.Exit{Code: 3} }), event.File{}, event.Net{}},
 		{"killed", killed, event.KindProcessExit, with(func(rt *event.Runtime) { rt.Exit = &event.Exit{Signal: 9} }), event.File{}, event.Net{}},
@@ -91,6 +94,11 @@ func TestDecode(t *testing.T) {
 			with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/x", Flags: 0o101, Mode: 0o644}, event.Net{}},
 		{"write", file(opOpenat, 0o2, 0o644, "/etc/x", ""), event.KindFileWrite,
 			with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/x", Flags: 2}, event.Net{}},
+		{"read", func() []byte {
+			b := file(opOpenat, 0, 0, "/etc/shadow", "")
+			le.PutUint32(b[44:], fRead)
+			return b
+		}(), event.KindFileRead, with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/shadow"}, event.Net{}},
 		{"rename", file(opRenameat2, 0, 0, "/etc/a", "/etc/b"), event.KindFileRename,
 			with(func(rt *event.Runtime) { rt.Syscall = "renameat2" }), event.File{Path: "/etc/a", NewPath: "/etc/b"}, event.Net{}},
 		{"connect", netRec(kConnect, opConnect, afInet, ipprotoTCP, 40000, 443, lo, []byte{10, 0, 0, 1}, -115), event.KindNetConnect,

@@ -38,6 +38,7 @@ package sensor
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,11 @@ type Config struct {
 	// WatchPaths are absolute path prefixes whose writes, creates, unlinks,
 	// renames and chmods are reported, in addition to SensitivePaths.
 	WatchPaths []string
+	// ReadPaths are absolute paths (files, or directories for everything
+	// under them) whose opens for reading are reported as file.read: a few
+	// secrets, at least 8 bytes long each. Reads are the most frequent file
+	// syscall; keep the list short.
+	ReadPaths []string
 	// ProcRoot is where procfs is mounted; "" means /proc.
 	ProcRoot string
 
@@ -100,6 +106,7 @@ type Sensor struct {
 	cfg     Config
 	logger  *slog.Logger
 	watched []string // cleaned prefixes, built-in and configured
+	read    []string // cleaned ReadPaths
 
 	objs   sensorMaps
 	progs  []*ebpf.Program
@@ -123,11 +130,11 @@ func New(cfg Config, logger *slog.Logger) (*Sensor, error) {
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = "/proc"
 	}
-	watched, err := validate(cfg)
+	watched, read, err := validate(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sensor{cfg: cfg, logger: logger, watched: watched, dec: newDecoder(bootNs())}
+	s := &Sensor{cfg: cfg, logger: logger, watched: watched, read: read, dec: newDecoder(bootNs())}
 	var bpfErr error
 	if cfg.procConnector {
 		bpfErr = errors.New("proc connector requested")
@@ -150,13 +157,12 @@ func New(cfg Config, logger *slog.Logger) (*Sensor, error) {
 	return s, nil
 }
 
-func validate(cfg Config) ([]string, error) {
+func validate(cfg Config) (watched, read []string, err error) {
 	var errs []error
 	n := cfg.RingBufferBytes
 	if n < os.Getpagesize() || n&(n-1) != 0 || n > 1<<30 {
 		errs = append(errs, fmt.Errorf("RingBufferBytes %d: want a power of two between the page size and 1 GiB", n))
 	}
-	var watched []string
 	for _, p := range append(slices.Clone(SensitivePaths), cfg.WatchPaths...) {
 		if !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("WatchPaths %q: not absolute", p))
@@ -174,10 +180,23 @@ func validate(cfg Config) ([]string, error) {
 	if len(watched) > 500 {
 		errs = append(errs, fmt.Errorf("WatchPaths: %d prefixes, at most 500", len(watched)))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("sensor config: %w", err)
+	for _, p := range cfg.ReadPaths {
+		switch c := filepath.Clean(p); {
+		case !filepath.IsAbs(p):
+			errs = append(errs, fmt.Errorf("ReadPaths %q: not absolute", p))
+		case len(c) < 8 || len(c) >= pathLen-1:
+			errs = append(errs, fmt.Errorf("ReadPaths %q: want 8 to %d bytes", p, pathLen-2))
+		case !slices.Contains(read, c):
+			read = append(read, c)
+		}
 	}
-	return watched, nil
+	if len(read) > 30 {
+		errs = append(errs, fmt.Errorf("ReadPaths: %d paths, at most 30", len(read)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, fmt.Errorf("sensor config: %w", err)
+	}
+	return watched, read, nil
 }
 
 // bootNs is the wall clock at CLOCK_MONOTONIC zero, which bpf_ktime_get_ns
@@ -206,13 +225,23 @@ func (s *Sensor) loadBPF() error {
 		return fmt.Errorf("create maps: %w", err)
 	}
 	for _, p := range s.watched {
-		if err := s.watch(p); err != nil {
+		if err := s.watch(s.objs.Watch, p); err != nil {
 			return err
+		}
+	}
+	for _, p := range s.read {
+		if err := s.watch(s.objs.Readwatch, p); err != nil {
+			return err
+		}
+		// The path's first 8 bytes, as the program reads them into a u64.
+		if err := s.objs.Readfirst.Put(binary.LittleEndian.Uint64([]byte(p[:8])), uint8(1)); err != nil {
+			return fmt.Errorf("read watch %s: %w", p, err)
 		}
 	}
 	repl := map[string]*ebpf.Map{
 		"events": s.objs.Events, "lost": s.objs.Lost, "pending": s.objs.Pending,
 		"scratch": s.objs.Scratch, "settings": s.objs.Settings, "watch": s.objs.Watch,
+		"readwatch": s.objs.Readwatch, "readfirst": s.objs.Readfirst,
 	}
 	names := make([]string, 0, len(spec.Programs))
 	for name := range spec.Programs {
@@ -277,14 +306,15 @@ func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]
 	return st
 }
 
-func (s *Sensor) watch(prefix string) error {
+// watch puts prefix into an LPM map of watched paths (watch, readwatch).
+func (s *Sensor) watch(m *ebpf.Map, prefix string) error {
 	var k sensorWatchKey
 	add := func(p string) error {
 		k = sensorWatchKey{Plen: uint32(8 * len(p))} //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		for i := range len(p) {
 			k.Path[i] = int8(p[i]) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		}
-		if err := s.objs.Watch.Put(&k, uint8(1)); err != nil {
+		if err := m.Put(&k, uint8(1)); err != nil {
 			return fmt.Errorf("watch %s: %w", prefix, err)
 		}
 		return nil
@@ -368,10 +398,18 @@ func (s *Sensor) enrich(r *record) bool {
 	switch r.kind {
 	case event.KindProcessExec:
 		r.rt.Process.Cwd = s.readlink(pid, "cwd")
+		// An exec through /proc/self/exe (busybox applets, runc) or a file
+		// descriptor (fexecve) names no file: say which it is. A memfd
+		// reads "/memfd:NAME (deleted)", which is what it is.
+		if exe := r.rt.Process.Exe; strings.HasPrefix(exe, "/proc/") || strings.HasPrefix(exe, "/dev/fd/") {
+			if real := s.readlink(pid, "exe"); real != "" {
+				r.rt.Process.Exe = real
+			}
+		}
 		if !filepath.IsAbs(r.rt.Process.Exe) && r.rt.Process.Cwd != "" {
 			r.rt.Process.Exe = filepath.Join(r.rt.Process.Cwd, r.rt.Process.Exe)
 		}
-	case event.KindFileCreate, event.KindFileWrite, event.KindFileUnlink, event.KindFileRename, event.KindFileChmod:
+	case event.KindFileCreate, event.KindFileWrite, event.KindFileUnlink, event.KindFileRename, event.KindFileChmod, event.KindFileRead:
 		f := r.file
 		check := false
 		if r.flags&fByFD != 0 {

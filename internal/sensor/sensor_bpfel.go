@@ -45,6 +45,7 @@ type sensorScratchVal struct {
 		Pad       uint32
 		Filename  [256]int8
 		Argv      [512]int8
+		ExeCtime  uint64
 	}
 }
 
@@ -67,6 +68,8 @@ const (
 	sensorMapEvents               = "events"
 	sensorMapLost                 = "lost"
 	sensorMapPending              = "pending"
+	sensorMapReadfirst            = "readfirst"
+	sensorMapReadwatch            = "readwatch"
 	sensorMapScratch              = "scratch"
 	sensorMapSettings             = "settings"
 	sensorMapWatch                = "watch"
@@ -193,12 +196,14 @@ type sensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sensorMapSpecs struct {
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Lost     *ebpf.MapSpec `ebpf:"lost"`
-	Pending  *ebpf.MapSpec `ebpf:"pending"`
-	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
-	Settings *ebpf.MapSpec `ebpf:"settings"`
-	Watch    *ebpf.MapSpec `ebpf:"watch"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	Pending   *ebpf.MapSpec `ebpf:"pending"`
+	Readfirst *ebpf.MapSpec `ebpf:"readfirst"`
+	Readwatch *ebpf.MapSpec `ebpf:"readwatch"`
+	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
+	Settings  *ebpf.MapSpec `ebpf:"settings"`
+	Watch     *ebpf.MapSpec `ebpf:"watch"`
 }
 
 // sensorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -228,12 +233,14 @@ func (o *sensorObjects) Close() error {
 //
 // It can be passed to loadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sensorMaps struct {
-	Events   *ebpf.Map `ebpf:"events"`
-	Lost     *ebpf.Map `ebpf:"lost"`
-	Pending  *ebpf.Map `ebpf:"pending"`
-	Scratch  *ebpf.Map `ebpf:"scratch"`
-	Settings *ebpf.Map `ebpf:"settings"`
-	Watch    *ebpf.Map `ebpf:"watch"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Lost      *ebpf.Map `ebpf:"lost"`
+	Pending   *ebpf.Map `ebpf:"pending"`
+	Readfirst *ebpf.Map `ebpf:"readfirst"`
+	Readwatch *ebpf.Map `ebpf:"readwatch"`
+	Scratch   *ebpf.Map `ebpf:"scratch"`
+	Settings  *ebpf.Map `ebpf:"settings"`
+	Watch     *ebpf.Map `ebpf:"watch"`
 }
 
 func (m *sensorMaps) Close() error {
@@ -241,6 +248,8 @@ func (m *sensorMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.Pending,
+		m.Readfirst,
+		m.Readwatch,
 		m.Scratch,
 		m.Settings,
 		m.Watch,

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,6 +219,47 @@ func TestProcessEvents(t *testing.T) {
 		return rt.Process.PID == pid && rt.Exit.Code == 0 && rt.Exit.Signal == 0
 	})
 
+	t.Run("executable change time", func(t *testing.T) {
+		raw, err := os.ReadFile("/bin/busybox")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := filepath.Join(t.TempDir(), "busybox")
+		if err := os.WriteFile(fresh, raw, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(fresh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		ctime := time.Unix(st.Ctim.Sec, st.Ctim.Nsec)
+		cmd := exec.Command(fresh, "true")
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		pid := uint32(cmd.Process.Pid)
+		rt := c.wait(t, "exec of a fresh file", event.KindProcessExec, func(rt event.Runtime) bool { return rt.Process.PID == pid })
+		if !rt.Process.ExeChanged.Equal(ctime) {
+			t.Errorf("ExeChanged = %v, want the file's change time %v", rt.Process.ExeChanged, ctime)
+		}
+	})
+	t.Run("exec through /proc/self/exe", func(t *testing.T) {
+		// busybox sh runs applets by exec'ing itself this way, with the
+		// applet's name as argv[0].
+		cmd := exec.Command("/bin/busybox", "sh", "-c", "exec -a sleep /proc/self/exe 1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		pid := uint32(cmd.Process.Pid)
+		rt := c.wait(t, "exec of /proc/self/exe", event.KindProcessExec, func(rt event.Runtime) bool {
+			return rt.Process.PID == pid && len(rt.Process.Argv) > 0 && rt.Process.Argv[0] == "sleep"
+		})
+		if rt.Process.Exe != "/bin/busybox" && rt.Process.Exe != "/usr/bin/busybox" {
+			t.Errorf("exe = %q, want busybox's path, not /proc/self/exe", rt.Process.Exe)
+		}
+	})
 	t.Run("exit code", func(t *testing.T) {
 		cmd := exec.Command("/bin/sh", "-c", "exit 7")
 		_ = cmd.Run()
@@ -340,6 +382,47 @@ func TestFileEvents(t *testing.T) {
 	})
 	if n := c.count(event.KindFileCreate, func(rt event.Runtime) bool { return strings.HasPrefix(rt.File.Path, outside+"/") }); n != 0 {
 		t.Errorf("%d events under the unwatched %s", n, outside)
+	}
+}
+
+// TestReadEvents: opens for reading are reported for the configured paths
+// only, by absolute path, and a write to them stays a write.
+func TestReadEvents(t *testing.T) {
+	dir := t.TempDir()
+	secret, keys := filepath.Join(dir, "secret"), filepath.Join(dir, "keys")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{secret, filepath.Join(dir, "plain"), filepath.Join(keys, "id_ed25519")} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, c := startSensor(t, Config{ReadPaths: []string{secret, keys}})
+	self := uint32(os.Getpid())
+	at := func(path string) func(event.Runtime) bool {
+		return func(rt event.Runtime) bool { return rt.File != nil && rt.File.Path == path && rt.Process.PID == self }
+	}
+	for _, f := range []string{filepath.Join(dir, "plain"), secret, filepath.Join(keys, "id_ed25519")} {
+		if _, err := os.ReadFile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := c.wait(t, "read of the secret", event.KindFileRead, at(secret))
+	if rt.File.Flags&(unix.O_WRONLY|unix.O_RDWR) != 0 || rt.Syscall != "openat" {
+		t.Errorf("read = %+v (%s), want a read-only openat", rt.File, rt.Syscall)
+	}
+	c.wait(t, "read under the keys directory", event.KindFileRead, at(filepath.Join(keys, "id_ed25519")))
+	if _, ok := c.find(event.KindFileRead, at(filepath.Join(dir, "plain"))); ok {
+		t.Error("a read of a file not in ReadPaths was reported")
+	}
+	// A write to a read path is no read (and, unwatched, not reported).
+	if err := os.WriteFile(secret, []byte("y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := c.count(event.KindFileRead, at(secret)); n != 1 {
+		t.Errorf("%d reads of the secret reported, want 1 (the write is none)", n)
 	}
 }
 
@@ -633,9 +716,12 @@ func TestConfigValidate(t *testing.T) {
 		{"below a page", Config{RingBufferBytes: 1024}, false},
 		{"relative watch path", Config{RingBufferBytes: 4096, WatchPaths: []string{"tmp"}}, false},
 		{"watch path", Config{RingBufferBytes: 4096, WatchPaths: []string{"/srv/app/"}}, true},
+		{"read path", Config{RingBufferBytes: 4096, ReadPaths: []string{"/etc/shadow", "/root/.ssh/"}}, true},
+		{"relative read path", Config{RingBufferBytes: 4096, ReadPaths: []string{"etc/shadow"}}, false},
+		{"short read path", Config{RingBufferBytes: 4096, ReadPaths: []string{"/etc/x"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := validate(tc.cfg)
+			_, _, err := validate(tc.cfg)
 			if (err == nil) != tc.ok {
 				t.Errorf("validate(%+v) = %v, want ok %v", tc.cfg, err, tc.ok)
 			}

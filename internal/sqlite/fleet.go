@@ -510,7 +510,8 @@ func insertEventsSQL(n int) string {
 // seq is not above the Defender's highest stored seq so far (counting earlier
 // events of the same call) is a duplicate and skipped; a gap is accepted. The
 // batch's DefenderID is the events' Defender. When a Defender does not exist
-// nothing is stored and the error wraps store.ErrNotFound.
+// nothing is stored and the error wraps store.ErrNotFound. Compliance events
+// also replace the current compliance results (see store.FleetIngest).
 func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint64, err error) {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -529,6 +530,7 @@ func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint
 		args         = make([]any, 0, insertColumns*insertRows)
 		pending      int // rows in args
 		containerIDs = containerIDCache{}
+		results      []event.Event // compliance events, which also change the current results
 	)
 	flush := func() error {
 		if pending == 0 {
@@ -572,6 +574,11 @@ func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint
 			}
 			last = seq
 			changed[b.DefenderID] = true
+			if store.IsComplianceKind(e.Kind) {
+				r := *e
+				r.DefenderID = b.DefenderID // the batch names the Defender; its events may not
+				results = append(results, r)
+			}
 			args = append(args, b.DefenderID, seq, toNanos(e.Time), e.Kind, blob(e.Data), containerIDs.of(e.Data))
 			if pending++; pending == insertRows {
 				if err := flush(); err != nil {
@@ -586,6 +593,12 @@ func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint
 	}
 	if many != nil {
 		if err := many.Close(); err != nil {
+			return nil, fmt.Errorf("append events: %w", err)
+		}
+	}
+	ci := complianceIngest{tx: tx, logger: db.logger}
+	for i := range results {
+		if err := ci.apply(ctx, &results[i]); err != nil {
 			return nil, fmt.Errorf("append events: %w", err)
 		}
 	}

@@ -22,6 +22,7 @@ type FleetReader interface {
 	// PolicySnapshot returns every policy at the current revision
 	// (revision 0 and no policies when none was ever set).
 	PolicySnapshot(ctx context.Context) (policy.Snapshot, error)
+	ComplianceReader
 }
 
 // FleetWriter changes Defenders and policies inside Update.
@@ -42,6 +43,13 @@ type FleetIngest interface {
 	// transaction. Events whose seq is not above the Defender's StoredSeq are
 	// skipped as duplicates. It returns each batch's Defender's StoredSeq
 	// after the commit. An unknown Defender is ErrNotFound.
+	//
+	// In the same transaction, each stored compliance.container or
+	// compliance.host event replaces the current result of its container
+	// (by host and container ID) or host (see ComplianceResultOf), unless
+	// the stored result is newer (a later Time). A malformed compliance
+	// event is stored as an event but changes no result: it must not stop
+	// the Defender's stream.
 	AppendEvents(ctx context.Context, batches []event.Batch) ([]uint64, error)
 	// UpdateDefenderState records a hello, heartbeat or disconnect.
 	UpdateDefenderState(ctx context.Context, id string, st inventory.State) error

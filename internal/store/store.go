@@ -29,6 +29,7 @@ type Reader interface {
 	// Setting returns a Console setting by key, ErrNotFound when unset.
 	Setting(ctx context.Context, key string) ([]byte, error)
 	FleetReader
+	RuntimeReader
 }
 
 // Writer changes the store inside one transaction.
@@ -45,6 +46,7 @@ type Writer interface {
 	// PutSettingIfAbsent stores value unless key is set; it reports whether it stored.
 	PutSettingIfAbsent(ctx context.Context, key string, value []byte) (bool, error)
 	FleetWriter
+	RuntimeWriter
 }
 
 // Store is the Console's persistent state.

@@ -46,6 +46,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventCursor", testEventCursor},
 		{"Policies", testPolicies},
 		{"FleetRollsBack", testFleetRollsBack},
+		{"ComplianceResults", testComplianceResults},
+		{"ComplianceFilters", testComplianceFilters},
+		{"RuntimeModels", testRuntimeModels},
+		{"Incidents", testIncidents},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,773 @@
+package defender
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"bulwark/api/bulwarkv1"
+	"bulwark/internal/collection"
+	"bulwark/internal/event"
+	rp "bulwark/internal/runtimepolicy"
+)
+
+// defenseConfig is what runtime defense takes from the Defender's Config.
+type defenseConfig struct {
+	stateDir       string
+	procRoot       string
+	host           string
+	learningWindow time.Duration
+	modelReport    time.Duration // least time between two reports of a model
+	tick           time.Duration
+	incidentWindow time.Duration // a forensic record goes with the first audit of a workload in this long
+}
+
+// defense is the Defender's runtime defense. For every runtime event it
+// decides the runtime rule of the container (or host), learns the image's
+// model, evaluates rule and model, and emits audits; it keeps a forensic
+// record per container, compiles what the rules prevent for the kernel
+// enforcer, and stops containers whose rule blocks.
+type defense struct {
+	cfg      defenseConfig
+	logger   *slog.Logger
+	facts    procFacts
+	enforcer Enforcer // nil: nothing is prevented
+	stopper  Stopper  // nil: nothing is stopped
+	// emit queues one event for the spool; it must not block.
+	emit func(kind string, at time.Time, data []byte)
+	now  func() time.Time
+
+	blocks   chan blockJob
+	audits   atomic.Uint64
+	lastSave time.Time // of models.json; only run's goroutine uses it
+
+	mu           sync.Mutex
+	revision     int64
+	policyGen    uint64 // counts setPolicy calls: cached rule decisions older than it are stale
+	container    rp.Policy
+	host         rp.Policy
+	overrides    map[string]rp.Override // by image
+	models       map[string]*rp.Model   // by image
+	reported     map[string]time.Time   // when each model was last sent
+	dirty        map[string]bool        // models changed since sent; true: send now
+	unsaved      bool                   // models changed since models.json was written
+	workloads    map[string]*tracked    // by container ID; "" is the host
+	enforceDirty bool
+	mechanisms   map[string]bulwarkv1.Mechanism
+}
+
+// blockJob is a container to stop and the audit to send once it is.
+type blockJob struct {
+	container event.Container
+	audit     event.Audit
+	at        time.Time
+}
+
+// driftSlack is how much later than its container's start a binary must
+// have changed to be drift: a process's start is the boot-relative clock
+// turned into wall time once, at the Defender's start, and a file's change
+// time is the wall clock, which NTP slews meanwhile.
+const driftSlack = time.Second
+
+// Limits that keep the Defender's memory bounded on a busy host.
+const (
+	maxModels    = 4096
+	maxWorkloads = 4096
+	modelsFile   = "models.json"
+	// modelsSaveGap spaces the writes of models.json while models learn;
+	// the Defender also writes it when it stops.
+	modelsSaveGap = 5 * time.Second
+	idleWorkload  = time.Hour        // forget a container not heard of for this long
+	deadWorkload  = 10 * time.Minute // … or whose processes all exited this long ago
+)
+
+func newDefense(cfg defenseConfig, logger *slog.Logger, enforcer Enforcer, stopper Stopper, emit func(string, time.Time, []byte)) (*defense, error) {
+	d := &defense{
+		cfg: cfg, logger: logger, facts: procFacts{root: cfg.procRoot}, enforcer: enforcer, stopper: stopper, emit: emit, now: time.Now,
+		blocks:    make(chan blockJob, 64),
+		policyGen: 1, // above every new workload's ruleGen: the default policy decides until one is set
+		container: rp.DefaultPolicy(rp.Container), host: rp.DefaultPolicy(rp.Host),
+		overrides: map[string]rp.Override{}, models: map[string]*rp.Model{}, reported: map[string]time.Time{},
+		dirty: map[string]bool{}, workloads: map[string]*tracked{}, mechanisms: map[string]bulwarkv1.Mechanism{},
+	}
+	ms := noEnforcer()
+	if enforcer != nil {
+		ms = enforcer.Mechanisms()
+	}
+	for _, m := range ms {
+		d.mechanisms[m.Kind] = m
+	}
+	if err := d.loadModels(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// setPolicy applies a policy snapshot: the runtime rules and the Console's
+// model overrides. A runtime policy that does not parse (a newer Console's)
+// leaves the one in force, or the default, in place.
+func (d *defense) setPolicy(p bulwarkv1.Policy) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.revision = p.Revision
+	d.policyGen++
+	for _, k := range []rp.Kind{rp.Container, rp.Host} {
+		pol := rp.DefaultPolicy(k)
+		if raw, ok := p.Policies[k.PolicyType()]; ok {
+			parsed, err := rp.ParsePolicy(raw)
+			if err != nil {
+				d.logger.Error("runtime policy does not parse; keeping the one in force", slog.String("type", k.PolicyType()), slog.Any("err", err))
+				continue
+			}
+			pol = parsed
+		}
+		if k == rp.Container {
+			d.container = pol
+		} else {
+			d.host = pol
+		}
+	}
+	if raw, ok := p.Policies[rp.OverridesType]; ok {
+		var ov rp.Overrides
+		if err := json.Unmarshal(raw, &ov); err != nil {
+			d.logger.Error("model overrides do not parse", slog.Any("err", err))
+		} else {
+			d.applyOverrides(ov)
+		}
+	}
+	d.enforceDirty = true
+}
+
+// applyOverrides adopts the Console's edits and relearns of a newer
+// generation than the local models'.
+func (d *defense) applyOverrides(ov rp.Overrides) {
+	now := d.now()
+	for _, o := range ov.Models {
+		if o.Image == "" {
+			continue
+		}
+		d.overrides[o.Image] = o
+		m := d.models[o.Image]
+		if m != nil && o.Generation <= m.Generation {
+			continue
+		}
+		switch {
+		case o.Model != nil:
+			adopted := *o.Model
+			adopted.ID, adopted.Image, adopted.Generation, adopted.Hosts = rp.ModelID(o.Image), o.Image, o.Generation, nil
+			if m == nil && len(d.models) >= maxModels {
+				continue
+			}
+			d.models[o.Image] = &adopted
+		case o.Relearn && m != nil:
+			m.Relearn(now, d.cfg.learningWindow, o.Generation)
+		default:
+			continue
+		}
+		d.logger.Info("adopted the console's model", slog.String("image", o.Image), slog.Int64("generation", o.Generation), slog.Bool("relearn", o.Relearn))
+		d.dirty[o.Image], d.unsaved = true, true
+	}
+}
+
+// runtimeKind reports whether runtime defense looks at events of kind.
+func runtimeKind(kind string) bool {
+	for _, p := range []string{"process.", "file.", "network.", "privilege.", "namespace.", "kernel."} {
+		if strings.HasPrefix(kind, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// observe judges one runtime event; it runs on the sensor's reader and
+// must not block. The event itself is spooled by the caller, before.
+func (d *defense) observe(kind string, at time.Time, rt *event.Runtime) {
+	if !runtimeKind(kind) {
+		return
+	}
+	facts := rp.Facts{Kind: kind, Runtime: *rt}
+	var exeChanged time.Time
+	var exeKnown bool
+	if kind == event.KindProcessExec && !rt.Existing {
+		p := &rt.Process
+		if rt.Container != nil {
+			exeChanged, exeKnown = p.ExeChanged, !p.ExeChanged.IsZero() // the sensor's, read at the exec
+			if !exeKnown {
+				exeChanged, exeKnown = d.facts.exeChanged(p.PID)
+			}
+		}
+		if rp.IsShell(*p) {
+			facts.StdioSockets = d.facts.stdioSockets(p.PID)
+		}
+		if p.UID != 0 {
+			facts.SetuidRoot = d.facts.setuidRoot(p.PID)
+		}
+	}
+
+	d.mu.Lock()
+	w := d.tracked(rt)
+	w.started(&rt.Process)
+	if rt.Container != nil {
+		for _, p := range writes(kind, rt.File) {
+			if !w.written[p] {
+				w.markWritten(p)
+				if d.container.Prevents() {
+					d.enforceDirty = true // drift prevention may need the new path
+				}
+			}
+		}
+		if kind == event.KindProcessExec {
+			facts.Drift = w.written[rt.Process.Exe] || exeKnown && !w.start.IsZero() && exeChanged.After(w.start.Add(driftSlack))
+		}
+	}
+	if w.ruleGen != d.policyGen {
+		w.rule, w.ruleOK = d.decide(rt)
+		w.ruleGen = d.policyGen
+	}
+	rule, ok := w.rule, w.ruleOK
+	model := d.model(kind, at, rt)
+	var findings []rp.Finding
+	if ok {
+		findings = rp.Evaluate(rule, model, facts)
+	}
+	var out []event.Audit
+	var jobs []blockJob
+	var detections []string
+	for _, f := range findings {
+		if f.Enforce != "" && kind != event.KindProcessExec && d.mechanisms[f.Enforce].Mechanism != mechanismNone {
+			continue // the enforcer denied it and reports it itself
+		}
+		a := d.audit(kind, rt, f)
+		detections = append(detections, f.Detection)
+		if f.Effect == rp.EffectBlock {
+			if job, ok := d.block(w, a, at); ok {
+				jobs = append(jobs, job)
+				continue // sent once the container is stopped
+			}
+		}
+		out = append(out, a)
+	}
+	w.record(kind, at, rt, strings.Join(detections, ","))
+	var forensic *event.Forensics
+	if len(detections) > 0 && (w.lastForensics.IsZero() || at.Sub(w.lastForensics) >= d.cfg.incidentWindow) {
+		f := w.forensics(d.cfg.host, detections[0])
+		forensic, w.lastForensics = &f, at
+	}
+	d.mu.Unlock()
+
+	for _, a := range out {
+		d.send(event.KindRuntimeAudit, at, a)
+	}
+	for _, j := range jobs {
+		select {
+		case d.blocks <- j:
+		default:
+			j.audit.Audit.BlockError = "too many containers being stopped at once; not stopped"
+			d.send(event.KindRuntimeAudit, at, j.audit)
+		}
+	}
+	if forensic != nil {
+		d.send(event.KindRuntimeForensics, at, forensic)
+	}
+}
+
+// send marshals and queues one event.
+func (d *defense) send(kind string, at time.Time, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		d.logger.Error("encode", slog.String("kind", kind), slog.Any("err", err))
+		return
+	}
+	if kind == event.KindRuntimeAudit {
+		d.audits.Add(1)
+	}
+	d.emit(kind, at, data)
+}
+
+// writes are the files an event writes, for drift.
+func writes(kind string, f *event.File) []string {
+	if f == nil {
+		return nil
+	}
+	switch kind {
+	case event.KindFileWrite, event.KindFileCreate, event.KindFileChmod:
+		return []string{f.Path}
+	case event.KindFileRename:
+		return []string{f.NewPath}
+	}
+	return nil
+}
+
+// tracked returns the record of the event's container (or the host),
+// making one. Called with d.mu held.
+func (d *defense) tracked(rt *event.Runtime) *tracked {
+	key := ""
+	if rt.Container != nil {
+		key = rt.Container.ID
+	}
+	w := d.workloads[key]
+	if w == nil {
+		if len(d.workloads) >= maxWorkloads {
+			d.evictOldest()
+		}
+		var c *event.Container
+		if rt.Container != nil {
+			cc := *rt.Container
+			c = &cc
+		}
+		w = newTracked(c)
+		d.workloads[key] = w
+		d.enforceDirty = true
+	}
+	return w
+}
+
+func (d *defense) evictOldest() {
+	var victim string
+	var when time.Time
+	for k, w := range d.workloads {
+		if k != "" && (when.IsZero() || w.lastSeen.Before(when)) {
+			victim, when = k, w.lastSeen
+		}
+	}
+	delete(d.workloads, victim)
+}
+
+// decide returns the rule in force for the event's container or host.
+// Called with d.mu held.
+func (d *defense) decide(rt *event.Runtime) (rp.Rule, bool) {
+	if rt.Container != nil {
+		return rp.Decide(d.container.Rules, rp.ResourceOf(*rt))
+	}
+	return rp.Decide(d.host.Rules, collection.Resource{Host: rt.Host})
+}
+
+// model returns the model of the event's image, learning from the event
+// while it learns; nil for a host or an image without a name. Called with
+// d.mu held.
+func (d *defense) model(kind string, at time.Time, rt *event.Runtime) *rp.Model {
+	if rt.Container == nil || rt.Container.Image == "" {
+		return nil
+	}
+	img := rt.Container.Image
+	m := d.models[img]
+	if m == nil {
+		if d.container.LearningDisabled || len(d.models) >= maxModels {
+			return nil
+		}
+		nm := rp.NewModel(img, at, d.cfg.learningWindow, d.overrides[img].Generation)
+		m = &nm
+		d.models[img] = m
+		d.dirty[img], d.unsaved = true, true
+		d.logger.Info("learning a new model", slog.String("image", img), slog.Duration("window", d.cfg.learningWindow))
+	}
+	if m.Tick(at) {
+		d.modelActivated(m)
+	}
+	if !d.container.LearningDisabled && m.Learn(kind, *rt, at) {
+		if _, ok := d.dirty[img]; !ok {
+			d.dirty[img] = false // sent at the next report, not at once
+		}
+		d.unsaved = true
+	}
+	return m
+}
+
+// modelActivated notes a model that ended learning. Called with d.mu held.
+func (d *defense) modelActivated(m *rp.Model) {
+	d.dirty[m.Image], d.unsaved, d.enforceDirty = true, true, true
+	d.logger.Info("model learned", slog.String("image", m.Image), slog.Int("processes", len(m.Processes)))
+}
+
+// audit builds the runtime.audit of one finding. Called with d.mu held.
+func (d *defense) audit(kind string, rt *event.Runtime, f rp.Finding) event.Audit {
+	msg := f.Message
+	if f.Effect.Prevents() {
+		switch {
+		case f.Enforce == "":
+			msg += " (not prevented: it is seen only once it happened)"
+		case d.mechanisms[f.Enforce].Mechanism == mechanismNone:
+			msg += fmt.Sprintf(" (not prevented: no mechanism denies %s on this host)", f.Enforce)
+		default:
+			msg += " (not prevented: it happened before the enforcement was in place)"
+		}
+	}
+	return event.Audit{Runtime: *rt, Audit: event.AuditInfo{
+		Trigger: kind, Rule: f.Rule, Effect: string(f.Effect), Category: f.Category, Detection: f.Detection,
+		Message: msg, ModelID: f.ModelID, PolicyRevision: d.revision,
+	}}
+}
+
+// block marks the workload for stopping; false when it cannot be (a host,
+// or already being stopped). Called with d.mu held.
+func (d *defense) block(w *tracked, a event.Audit, at time.Time) (blockJob, bool) {
+	switch {
+	case w.container == nil:
+		a.Audit.BlockError = "a host is not stopped; the action is audited"
+		return blockJob{}, false
+	case w.blocked:
+		return blockJob{}, false
+	}
+	w.blocked = true
+	return blockJob{container: *w.container, audit: a, at: at}, true
+}
+
+// Prevented records an action the kernel enforcer denied: an audit that
+// says so, by which rule and mechanism, and a stop of the container when
+// the rule blocks.
+func (d *defense) prevented(p Prevented) {
+	d.mu.Lock()
+	var w *tracked
+	for _, x := range d.workloads {
+		if x.cgroupID == p.CgroupID && p.CgroupID != 0 {
+			w = x
+			break
+		}
+	}
+	if w == nil {
+		w = d.workloads[""]
+		if w == nil {
+			w = newTracked(nil)
+			d.workloads[""] = w
+		}
+	}
+	rt := event.Runtime{Process: event.Process{PID: p.PID, Exe: p.Exe, CgroupID: p.CgroupID}, Container: w.container, Host: d.cfg.host}
+	kind := event.KindProcessExec
+	switch p.Kind {
+	case rp.EnforceWrite:
+		kind = event.KindFileWrite
+		rt.File = &event.File{Path: p.Path}
+	case rp.EnforceConnect:
+		kind = event.KindNetConnect
+		rt.Net = &event.Net{DstAddr: p.Addr, DstPort: p.Port}
+	case rp.EnforceListen:
+		kind = event.KindNetListen
+		rt.Net = &event.Net{SrcAddr: p.Addr, SrcPort: p.Port}
+	default:
+		rt.Process.Exe = p.Path
+	}
+	effect := rp.EffectPrevent
+	if rule, ok := d.decide(&rt); ok && rule.Name == p.Rule {
+		if slices.Contains(rp.Compile(rule, d.modelOf(&rt)).Block, p.Detection) {
+			effect = rp.EffectBlock
+		}
+	}
+	what := p.Path
+	if p.Kind == rp.EnforceConnect || p.Kind == rp.EnforceListen {
+		what = fmt.Sprintf("%s port %d", p.Addr, p.Port)
+	}
+	a := event.Audit{Runtime: rt, Audit: event.AuditInfo{
+		Trigger: "enforcer", Rule: p.Rule, Effect: string(effect), Category: rp.DetectionCategory(p.Detection), Detection: p.Detection,
+		Message:   fmt.Sprintf("%s of %s by pid %d was prevented by %s (rule %q)", p.Kind, what, p.PID, p.Mechanism, p.Rule),
+		Prevented: true, Mechanism: p.Mechanism, PolicyRevision: d.revision,
+	}}
+	w.record(kind, p.Time, &rt, p.Detection)
+	var job blockJob
+	blocking := false
+	if effect == rp.EffectBlock {
+		job, blocking = d.block(w, a, p.Time)
+	}
+	d.mu.Unlock()
+	if blocking {
+		select {
+		case d.blocks <- job:
+			return
+		default:
+			a.Audit.BlockError = "too many containers being stopped at once; not stopped"
+		}
+	}
+	d.send(event.KindRuntimeAudit, p.Time, a)
+}
+
+// modelOf is the model of the event's image without learning. Called with
+// d.mu held.
+func (d *defense) modelOf(rt *event.Runtime) *rp.Model {
+	if rt.Container == nil {
+		return nil
+	}
+	return d.models[rt.Container.Image]
+}
+
+// run ticks until ctx ends: models end learning and are reported and
+// saved, the enforcer gets new targets, idle containers are forgotten, and
+// containers whose rule blocks are stopped.
+func (d *defense) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { d.blockLoop(ctx) })
+	defer wg.Wait()
+	t := time.NewTicker(d.cfg.tick)
+	defer t.Stop()
+	for {
+		d.step(ctx)
+		select {
+		case <-ctx.Done():
+			d.saveModels()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// step does one tick's work.
+func (d *defense) step(ctx context.Context) {
+	now := d.now()
+	d.mu.Lock()
+	for _, m := range d.models {
+		if m.Tick(now) {
+			d.modelActivated(m)
+		}
+	}
+	var reports []rp.Model
+	for img, urgent := range d.dirty {
+		if !urgent && now.Sub(d.reported[img]) < d.cfg.modelReport {
+			continue
+		}
+		if m := d.models[img]; m != nil {
+			c := *m
+			c.Processes = slices.Clone(m.Processes)
+			c.Network.ListeningPorts = slices.Clone(m.Network.ListeningPorts)
+			c.Network.OutboundPorts = slices.Clone(m.Network.OutboundPorts)
+			c.Network.OutboundIPs = slices.Clone(m.Network.OutboundIPs)
+			c.Filesystem.Paths = slices.Clone(m.Filesystem.Paths)
+			c.Hosts = []string{d.cfg.host}
+			c.Normalize()
+			reports = append(reports, c)
+		}
+		delete(d.dirty, img)
+		d.reported[img] = now
+	}
+	for k, w := range d.workloads {
+		if k != "" && (now.Sub(w.lastSeen) > idleWorkload || !w.live() && now.Sub(w.lastSeen) > deadWorkload) {
+			delete(d.workloads, k)
+			d.enforceDirty = true
+		}
+	}
+	var targets []EnforceTarget
+	apply := d.enforceDirty && d.enforcer != nil
+	if apply {
+		targets = d.targets()
+	}
+	d.enforceDirty = false
+	d.mu.Unlock()
+
+	for _, m := range reports {
+		d.send(event.KindRuntimeModel, now, m)
+	}
+	if apply {
+		if err := d.enforcer.Apply(ctx, targets); err != nil {
+			d.logger.Error("apply enforcement", slog.Int("targets", len(targets)), slog.Any("err", err))
+			d.mu.Lock()
+			d.enforceDirty = true // try again next tick
+			d.mu.Unlock()
+		}
+	}
+	if now.Sub(d.lastSave) >= modelsSaveGap {
+		d.saveModels()
+		d.lastSave = now
+	}
+}
+
+// targets compiles the enforcement of every known container and the host.
+// Called with d.mu held.
+func (d *defense) targets() []EnforceTarget {
+	var out []EnforceTarget
+	hostRule, ok := rp.Decide(d.host.Rules, collection.Resource{Host: d.cfg.host})
+	if ok {
+		if e := rp.Compile(hostRule, nil); !e.Empty() {
+			out = append(out, EnforceTarget{Enforcement: e})
+		}
+	}
+	keys := make([]string, 0, len(d.workloads))
+	for k := range d.workloads {
+		if k != "" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w := d.workloads[k]
+		rt := event.Runtime{Container: w.container, Host: d.cfg.host}
+		rule, ok := d.decide(&rt)
+		if !ok {
+			continue
+		}
+		e := rp.Compile(rule, d.modelOf(&rt))
+		if e.Empty() {
+			continue
+		}
+		t := EnforceTarget{ContainerID: k, CgroupID: w.cgroupID, Enforcement: e}
+		if e.Drift != nil {
+			t.DriftPaths = w.writtenPaths()
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// blockLoop stops the containers of block effects, one at a time, and
+// sends their audits once it is known whether the stop worked.
+func (d *defense) blockLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-d.blocks:
+			a := j.audit
+			if d.stopper == nil {
+				a.Audit.BlockError = "this Defender cannot stop containers (no runtime stopper)"
+			} else {
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				err := d.stopper.Stop(sctx, j.container)
+				cancel()
+				if err != nil {
+					a.Audit.BlockError = err.Error()
+					d.logger.Error("stop container for a block rule", slog.String("container", j.container.ID), slog.Any("err", err))
+				} else {
+					a.Audit.Blocked = true
+					d.logger.Warn("stopped container for a block rule", slog.String("container", j.container.ID), slog.String("rule", a.Audit.Rule), slog.String("detection", a.Audit.Detection))
+				}
+			}
+			if !a.Audit.Blocked {
+				d.mu.Lock()
+				if w := d.workloads[j.container.ID]; w != nil {
+					w.blocked = false // let a later audit try again
+				}
+				d.mu.Unlock()
+			}
+			d.send(event.KindRuntimeAudit, j.at, a)
+		}
+	}
+}
+
+// modelsDoc is models.json.
+type modelsDoc struct {
+	Models []rp.Model `json:"models"`
+}
+
+// loadModels reads the models this Defender learned before it restarted.
+func (d *defense) loadModels() error {
+	raw, err := os.ReadFile(filepath.Join(d.cfg.stateDir, modelsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read models: %w", err)
+	}
+	var doc modelsDoc
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		// Written atomically, so this is damage, not a torn write: relearn
+		// rather than refuse to start.
+		d.logger.Error("stored models are corrupt; learning again", slog.Any("err", err))
+		return nil
+	}
+	for i := range doc.Models {
+		m := doc.Models[i]
+		if m.Image != "" && len(d.models) < maxModels {
+			d.models[m.Image] = &m
+		}
+	}
+	d.logger.Info("loaded learned models", slog.Int("models", len(d.models)))
+	return nil
+}
+
+// saveModels writes models.json when a model changed.
+func (d *defense) saveModels() {
+	d.mu.Lock()
+	if !d.unsaved {
+		d.mu.Unlock()
+		return
+	}
+	doc := modelsDoc{Models: make([]rp.Model, 0, len(d.models))}
+	for _, m := range d.models {
+		doc.Models = append(doc.Models, *m)
+	}
+	raw, err := json.Marshal(doc)
+	d.unsaved = false
+	d.mu.Unlock()
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(d.cfg.stateDir, modelsFile), raw, 0o600)
+	}
+	if err != nil {
+		d.logger.Error("save models", slog.Any("err", err))
+		d.mu.Lock()
+		d.unsaved = true
+		d.mu.Unlock()
+	}
+}
+
+// RuntimeStatus is runtime defense in the Defender's status.
+type RuntimeStatus struct {
+	Models      int                   `json:"models"`
+	Learning    int                   `json:"learning"`
+	Workloads   int                   `json:"workloads"`
+	Audits      uint64                `json:"audits"`
+	Enforcement []bulwarkv1.Mechanism `json:"enforcement"`
+}
+
+func (d *defense) status() *RuntimeStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := &RuntimeStatus{Models: len(d.models), Workloads: len(d.workloads), Audits: d.audits.Load(), Enforcement: d.mechanismList()}
+	for _, m := range d.models {
+		if m.Learning() {
+			st.Learning++
+		}
+	}
+	return st
+}
+
+// mechanismList is the mechanisms in kind order. Called with d.mu held.
+func (d *defense) mechanismList() []bulwarkv1.Mechanism {
+	out := make([]bulwarkv1.Mechanism, 0, len(d.mechanisms))
+	for _, k := range enforceKinds {
+		if m, ok := d.mechanisms[k]; ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// emitDefense queues what runtime defense concludes: through the sensor's
+// queue when there is a sensor (it must not block the sensor's reader),
+// else straight into the spool.
+func (d *Defender) emitDefense(kind string, at time.Time, data []byte) {
+	if d.sensing != nil {
+		d.sensing.enqueue(kind, at, data)
+		return
+	}
+	if err := d.Emit(kind, at, data); err != nil {
+		d.logger.Error("spool", slog.String("kind", kind), slog.Any("err", err))
+	}
+}
+
+// Observe takes one runtime event from a source other than the sensor
+// (tests, replays): it is spooled, then judged by runtime defense, as a
+// sensed event is.
+func (d *Defender) Observe(kind string, at time.Time, rt event.Runtime) error {
+	if rt.Host == "" {
+		rt.Host = d.ident.Hostname
+	}
+	data, err := json.Marshal(rt)
+	if err != nil {
+		return err
+	}
+	if err := d.Emit(kind, at, data); err != nil {
+		return err
+	}
+	d.defense.observe(kind, at, &rt)
+	return nil
+}
+
+// Prevented records an action the kernel enforcer denied (see Enforcer):
+// its audit says it was prevented, by which rule and mechanism, and a
+// block rule stops the container.
+func (d *Defender) Prevented(p Prevented) { d.defense.prevented(p) }
