@@ -88,6 +88,7 @@ type gate struct {
 	images    ImageGate // nil: no vulnerability rules yet
 
 	wake      chan struct{}
+	pathErrs  map[string]string // the last error per runc path, reported once (reconcile's own)
 	decisions atomic.Uint64
 	blocked   atomic.Uint64
 
@@ -391,11 +392,23 @@ func (g *gate) reconcile(ctx context.Context) {
 			action, reason = "uninstalled", "no blocking rule"
 			st, changed, err = g.installer.Uninstall(path)
 		}
+		newErr := false
 		if err != nil {
 			errs = append(errs, err)
-			g.logger.Error("shim "+strings.TrimSuffix(action, "ed"), slog.String("path", path), slog.Any("err", err))
+			if g.pathErrs == nil {
+				g.pathErrs = map[string]string{}
+			}
+			newErr = g.pathErrs[path] != err.Error()
+			g.pathErrs[path] = err.Error()
+			if newErr {
+				g.logger.Error("shim "+strings.TrimSuffix(action, "ed"), slog.String("path", path), slog.Any("err", err))
+			}
+		} else {
+			delete(g.pathErrs, path)
 		}
-		if changed || (err != nil && action != "") {
+		// An event for every change, and once for each new failure (the
+		// policy wants the shim and it cannot be put in place, say).
+		if changed || (newErr && action != "") {
 			g.logger.Info("shim "+action, slog.String("path", st.Path), slog.String("reason", reason))
 			ie := event.ShimInstall{Action: action, Path: st.Path, Reason: reason}
 			if st.Manifest != nil {

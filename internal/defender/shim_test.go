@@ -391,3 +391,41 @@ func TestValidateShimConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestReconcileReportsAFailureOnce(t *testing.T) {
+	sys, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("needs runc (scripts/setup.sh installs it)")
+	}
+	orig, _ := os.ReadFile(sys)
+	runc := filepath.Join(t.TempDir(), "runc")
+	if err := os.WriteFile(runc, orig, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g, evs, p := testGate(t, strictPolicy)
+	g.installer = shim.Installer{Shim: filepath.Join(t.TempDir(), "no-such-shim"), Paths: g.paths}
+	g.targets = func() []string { return []string{runc} }
+	for range 3 {
+		g.reconcile(context.Background())
+	}
+	if k := evs.kinds(); len(k) != 1 {
+		t.Fatalf("events after 3 failed installs = %q, want one shim.install with the error", k)
+	}
+	var ie event.ShimInstall
+	_ = json.Unmarshal(evs.evs[0].Data, &ie)
+	if ie.Action != "installed" || !strings.Contains(ie.Error, "no-such-shim") {
+		t.Errorf("event = %+v, want the failed install and its error", ie)
+	}
+	if st := g.statusInfo(); !strings.Contains(st.LastError, "no-such-shim") {
+		t.Errorf("status error = %q, want the failure", st.LastError)
+	}
+	// Without a blocking rule, a missing shim binary is no error at all.
+	*p = bulwarkv1.Policy{Revision: 8}
+	g.reconcile(context.Background())
+	if st := g.statusInfo(); st.LastError != "" || len(st.Runc) != 1 || st.Runc[0].State != shim.StateNotInstalled {
+		t.Errorf("status without a blocking rule = %+v, want runc not installed and no error", st)
+	}
+	if got, _ := os.ReadFile(runc); !bytes.Equal(got, orig) {
+		t.Error("runc changed")
+	}
+}

@@ -122,6 +122,10 @@ func (in Installer) inspect(path string, withShim bool) (inspection, error) {
 		if ins.shimSHA, err = fileSHA(in.Shim); err != nil {
 			return ins, fmt.Errorf("shim binary: %w", err)
 		}
+	} else if in.Shim != "" {
+		// Only looking (status, uninstall): a shim binary that is not
+		// there just cannot be recognised.
+		ins.shimSHA, _ = fileSHA(in.Shim)
 	}
 	b, err := os.ReadFile(real + shimv1.ManifestSuffix)
 	switch {
@@ -173,7 +177,7 @@ func (ins inspection) status() Status {
 
 // Status reports how path stands, changing nothing.
 func (in Installer) Status(path string) (Status, error) {
-	ins, err := in.inspect(path, in.Shim != "")
+	ins, err := in.inspect(path, false)
 	if err != nil {
 		return Status{Path: path}, err
 	}
@@ -268,7 +272,7 @@ func (in Installer) Install(ctx context.Context, path string) (st Status, change
 // replaced since install, only the stale original and manifest go. changed
 // is false when there was nothing to undo.
 func (in Installer) Uninstall(path string) (st Status, changed bool, err error) {
-	ins, err := in.inspect(path, in.Shim != "")
+	ins, err := in.inspect(path, false)
 	if err != nil {
 		return Status{Path: path}, false, err
 	}
