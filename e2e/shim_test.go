@@ -304,31 +304,43 @@ func TestShimFailOpenTimeout(t *testing.T) {
 	}()
 
 	root := t.TempDir()
-	// What runc itself takes for this container, measured just before
-	// with the original: the shim's wait comes on top.
-	stderr, base, err := runcRun(t, runc+shimv1.OriginalSuffix, root, shimBundle(t, true), randomID("bwshim-base-"))
-	if err != nil {
-		t.Fatalf("runc run with the original runc: %v\n%s", err, stderr)
+	// Container creation through the shim, wall clock, must be 2 s ± 0.3 s.
+	// On a loaded machine one process start can take that much more, so a
+	// second attempt is allowed when the shim's own clock says it waited
+	// right; the audit records of both are checked.
+	var ids []string
+	for attempt := 1; ; attempt++ {
+		id := randomID("bwshim-slow-")
+		ids = append(ids, id)
+		stderr, elapsed, err := runcRun(t, runc, root, shimBundle(t, true), id)
+		if err != nil {
+			t.Fatalf("runc run with a silent Defender: %v\n%s", err, stderr)
+		}
+		if st := containerState(t, root, id); st != "running" {
+			t.Errorf("container %s is %q, want running (fail open)", id, st)
+		}
+		files, err := shim.ReadAudits(paths.AuditDir, 10)
+		if err != nil || len(files) != attempt {
+			t.Fatalf("audit records = %+v, %v; want %d", files, err, attempt)
+		}
+		a := files[attempt-1]
+		if a.Err != nil || a.Audit.Verdict != shimv1.VerdictFailOpenTimeout || a.Audit.Container.ID != id {
+			t.Fatalf("audit record = %+v, want a fail-open-timeout for %s", a, id)
+		}
+		waited := time.Duration(a.Audit.ElapsedMS) * time.Millisecond
+		t.Logf("attempt %d: runc run took %v; the shim waited %v by its own clock", attempt, elapsed, waited)
+		if waited < 2*time.Second || waited > 2100*time.Millisecond {
+			t.Fatalf("the shim waited %v for a decision, want 2 s", waited)
+		}
+		if elapsed >= 1700*time.Millisecond && elapsed <= 2300*time.Millisecond {
+			break
+		}
+		if attempt == 2 {
+			t.Fatalf("container created after %v, want 2 s ± 0.3 s", elapsed)
+		}
 	}
-	id := randomID("bwshim-slow-")
-	stderr, elapsed, err := runcRun(t, runc, root, shimBundle(t, true), id)
 	close(hold)
 	ln.Close()
-	if err != nil {
-		t.Fatalf("runc run with a silent Defender: %v\n%s", err, stderr)
-	}
-	t.Logf("runc run: %v through the shim with a silent Defender, %v with the original runc", elapsed, base)
-	if waited := elapsed - base; waited < 1700*time.Millisecond || waited > 2300*time.Millisecond {
-		t.Errorf("container created after %v, %v more than with runc alone; want 2 s ± 0.3 s more", elapsed, waited)
-	}
-	if st := containerState(t, root, id); st != "running" {
-		t.Errorf("container %s is %q, want running (fail open)", id, st)
-	}
-	files, err := shim.ReadAudits(paths.AuditDir, 10)
-	if err != nil || len(files) != 1 || files[0].Err != nil || files[0].Audit.Verdict != shimv1.VerdictFailOpenTimeout ||
-		files[0].Audit.Container.ID != id {
-		t.Fatalf("audit records = %+v, %v; want one fail-open-timeout for %s", files, err, id)
-	}
 
 	// A Defender (manual mode: it leaves the installation alone) sends the
 	// record to the Console.
@@ -346,8 +358,14 @@ func TestShimFailOpenTimeout(t *testing.T) {
 	})
 	c.kill(syscall.SIGTERM)
 	ds := shimDecisions(t, dataDir)
-	if len(ds) != 1 || ds[0].Verdict != shimv1.VerdictFailOpenTimeout || ds[0].RecordedBy != "shim" || ds[0].Container.ID != id || ds[0].ElapsedMS < 1900 {
-		t.Errorf("shim.decision events = %+v, want the shim's fail-open-timeout for %s after ~2 s", ds, id)
+	var got []string
+	for _, d := range ds {
+		if d.Verdict == shimv1.VerdictFailOpenTimeout && d.RecordedBy == "shim" && d.ElapsedMS >= 2000 {
+			got = append(got, d.Container.ID)
+		}
+	}
+	if slices.Sort(got); len(ds) != len(ids) || !slices.Equal(got, slices.Sorted(slices.Values(ids))) {
+		t.Errorf("shim.decision events = %+v, want the shim's fail-open-timeout for %q after 2 s", ds, ids)
 	}
 }
 
