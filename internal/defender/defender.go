@@ -348,6 +348,9 @@ func (d *Defender) capabilities() []string {
 	if d.sensing != nil {
 		caps = append(caps, d.sensing.capabilities()...)
 	}
+	if d.gate != nil {
+		caps = append(caps, "shim:"+d.gate.mode) // answers bulwark-shim
+	}
 	return caps
 }
 
