@@ -485,6 +485,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	cmd := exec.Command("containerd", "--config", cfg)
 	p := startCmd(t, cmd, nil)
 	ctd := &containerdProc{address: address, namespace: randomID("bwe2e-")}
+	// runc's state root of the namespace, made by containerd's shim.
+	t.Cleanup(func() { _ = os.Remove("/run/containerd/runc/" + ctd.namespace) })
 	waitFor(t, "containerd to serve", 20*time.Second, func() bool {
 		select {
 		case <-p.done:
