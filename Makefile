@@ -4,7 +4,10 @@ SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
-BINARIES := bulwark-console bulwark-defender bulwarkctl
+BINARIES := bulwark-console bulwark-defender bulwarkctl bulwark-shim
+# bulwark-shim runs on the host in place of runc, whatever C library the host
+# has: link it statically (its pass-through constructor is C, so cgo).
+STATIC_LDFLAGS := -linkmode external -extldflags -static
 FUZZTIME ?= 10s
 
 .PHONY: all setup build demo test check-tidy check-fmt check-generate vet lint unit e2e fuzz-smoke generate bench clean
@@ -16,7 +19,10 @@ setup:
 
 build:
 	@mkdir -p bin
-	@for b in $(BINARIES); do $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$b ./cmd/$$b; done
+	@for b in $(BINARIES); do \
+	  flags='$(LDFLAGS)'; if [ $$b = bulwark-shim ]; then flags="$$flags $(STATIC_LDFLAGS)"; fi; \
+	  $(GO) build -trimpath -ldflags "$$flags" -o bin/$$b ./cmd/$$b; \
+	done
 	@echo "built: $(addprefix bin/,$(BINARIES))"
 
 # Starts a Console on the embedded store with demo data and prints how to log in.

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = dir
-	for _, b := range []string{"bulwark-console", "bulwark-defender", "bulwarkctl"} {
+	for _, b := range []string{"bulwark-console", "bulwark-defender", "bulwarkctl", "bulwark-shim"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -226,10 +226,11 @@ func (c *consoleProc) defender(t testing.TB, id string) defenderView {
 
 // startDefender runs a Defender without its sensor: the channel tests count
 // events exactly, and host activity would add to them. sensor_test.go runs
-// the sensor.
+// the sensor. The runc shim is off: a test's blocking policy must never put
+// it in place of this machine's runc (shim_test.go turns it on, on a copy).
 func startDefender(t testing.TB, bundleDir, stateDir string, args ...string) *proc {
 	t.Helper()
-	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false", "--compliance=false"}, args...)...)
+	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false", "--compliance=false", "--shim=off"}, args...)...)
 }
 
 // status reads the Defender's status.json; before the Defender has written

@@ -169,7 +169,7 @@ func startSensingDefender(t *testing.T, c *consoleProc, id string, args ...strin
 	t.Helper()
 	b := c.bundle(t, id)
 	state := t.TempDir()
-	p := start(t, nil, "bulwark-defender", append([]string{"--bundle", b, "--state-dir", state, "--compliance=false"}, args...)...)
+	p := start(t, nil, "bulwark-defender", append([]string{"--bundle", b, "--state-dir", state, "--compliance=false", "--shim=off"}, args...)...)
 	waitFor(t, "the defender to connect", 30*time.Second, func() bool { return c.defender(t, id).Connected })
 	return p, state
 }

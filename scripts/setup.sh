@@ -17,6 +17,7 @@ declare -A pkgs=(
   [bpftool]=/usr/sbin/bpftool
   # containers for the sensor, shim and enforcement tests
   [runc]=/usr/sbin/runc
+  [containerd]=/usr/bin/containerd
   [busybox-static]=/bin/busybox
 )
 missing=()

@@ -29,6 +29,7 @@ func main() {
 
 const intro = `Usage: bulwark-defender [flags]
        bulwark-defender status [--state-dir DIR]
+       bulwark-defender shim install|uninstall|status [--shim-runc PATHS] [--shim-binary FILE]
 
 Runs the Bulwark Defender from an install bundle (made by
 'bulwarkctl defender bundle --out DIR' or POST /api/v1/defenders/bundle). At
@@ -37,6 +38,12 @@ the Console; every event is written to an on-disk spool before it is sent and
 removed only after the Console has stored it.
 
 'status' prints the running (or last) Defender's status from its state dir.
+
+'shim install' puts bulwark-shim in place of each runc binary (moved to
+<runc>.bulwark-orig), 'shim uninstall' puts runc back byte for byte, 'shim
+status' shows where each stands; all print JSON. With --shim=auto (the
+default) the running Defender does this itself: it installs the shim while a
+compliance rule blocks and removes it when none does.
 `
 
 const outro = `
@@ -77,6 +84,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Env("sensor-ring-buffer-bytes", "BULWARK_SENSOR_RING_BUFFER_BYTES")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (default: off)")
 	fs.Env("metrics-addr", "BULWARK_METRICS_ADDR")
+	fs.StringVar(&cfg.Shim, "shim", cfg.Shim, "auto: answer bulwark-shim and put it in place of runc while a rule blocks; manual: answer, but install only by 'shim install'; off")
+	fs.Env("shim", "BULWARK_SHIM")
+	fs.StringVar(&cfg.ShimBinary, "shim-binary", "", "the bulwark-shim binary to install (default: next to this executable)")
+	fs.Env("shim-binary", "BULWARK_SHIM_BINARY")
+	fs.StringVar(&cfg.ShimDir, "shim-dir", "", "directory of the decision socket, the shim's settings and audit records (default: STATE_DIR/shim)")
+	fs.Env("shim-dir", "BULWARK_SHIM_DIR")
+	fs.DurationVar(&cfg.ShimTimeout, "shim-timeout", cfg.ShimTimeout, "how long the shim waits for a decision before it fails open (or closed, where a rule says failClosed)")
+	fs.Env("shim-timeout", "BULWARK_SHIM_TIMEOUT")
+	shimRunc := fs.String("shim-runc", "", "comma-separated runc binaries to manage (default: runc in PATH, /usr/bin, /usr/sbin, /usr/local/bin, /usr/local/sbin and containerd's BinaryName)")
+	fs.Env("shim-runc", "BULWARK_SHIM_RUNC")
 	fs.DurationVar(&cfg.LearningWindow, "learning-window", cfg.LearningWindow, "how long a new model of an image learns before deviations from it are audited")
 	fs.Env("learning-window", "BULWARK_LEARNING_WINDOW")
 	fs.DurationVar(&cfg.ModelReportInterval, "model-report-interval", cfg.ModelReportInterval, "least time between two reports of a learning model to the Console")
@@ -93,6 +110,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if status {
 		args = args[1:]
 	}
+	shimAction := ""
+	if len(args) > 0 && args[0] == "shim" {
+		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+			fmt.Fprintln(stderr, "bulwark-defender: shim: want install, uninstall or status")
+			return 2
+		}
+		shimAction, args = args[1], args[2:]
+	}
 	if err := fs.Parse(args, getenv); err != nil {
 		if flagenv.IsHelp(err) {
 			return 0
@@ -102,6 +127,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, version)
+		return 0
+	}
+	for _, p := range strings.Split(*shimRunc, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.ShimRunc = append(cfg.ShimRunc, p)
+		}
+	}
+	if shimAction != "" {
+		sts, err := defender.ShimCommand(ctx, cfg, shimAction)
+		if sts != nil {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(sts)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "bulwark-defender: shim "+shimAction+":", err)
+			return 1
+		}
 		return 0
 	}
 	if status {

@@ -24,6 +24,7 @@ func startTestDefender(t *testing.T, env map[string]string, id string) *defender
 	dir := filepath.Join(t.TempDir(), "bundle")
 	mustRun(t, env, "", "defender", "bundle", "--id", id, "--out", dir)
 	cfg := defender.Default()
+	cfg.Shim = defender.ShimOff // never this machine's runc
 	cfg.BundleDir = dir
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.Sensor = false

@@ -46,6 +46,7 @@ func TestComplianceOfRuncContainers(t *testing.T) {
 	startRunc(t, runc, root, private, busybox, false)
 
 	cfg := Default()
+	cfg.Shim = ShimOff // never this machine's runc
 	cfg.BundleDir = testBundle(t, "compliance-test")
 	cfg.StateDir = t.TempDir()
 	cfg.SpoolMaxBytes = 16 << 20

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"bulwark/api/bulwarkv1"
+	"bulwark/api/shimv1"
 	"bulwark/internal/channel"
 	"bulwark/internal/runtimepolicy"
 	"bulwark/internal/spool"
@@ -51,6 +52,21 @@ type Config struct {
 	// MetricsAddr serves Prometheus metrics at /metrics; empty: off.
 	MetricsAddr string
 
+	// Shim is ShimAuto (default), ShimManual or ShimOff: whether the
+	// Defender answers bulwark-shim and puts it in place of runc.
+	Shim string
+	// ShimBinary is the bulwark-shim to install; empty: next to this
+	// executable.
+	ShimBinary string
+	// ShimDir holds the decision socket, the shim's settings and its
+	// audit records; empty: StateDir/shim.
+	ShimDir string
+	// ShimTimeout is how long the shim waits for a decision before it
+	// fails open (or closed, per rule).
+	ShimTimeout time.Duration
+	// ShimRunc are the runc binaries to manage; empty: those found in
+	// PATH, the sbin and bin directories and containerd's configuration.
+	ShimRunc []string
 	// Compliance evaluates the running containers and the host against the
 	// compliance policies and reports the results (the default).
 	Compliance bool
@@ -94,6 +110,8 @@ func Default() Config {
 		SpoolMaxBytes: 256 << 20,
 		ProcRoot:      "/proc",
 		Sensor:        true,
+		Shim:          ShimAuto,
+		ShimTimeout:   shimv1.DefaultTimeout,
 
 		Compliance:          true,
 		HostRoot:            "/",
@@ -121,6 +139,19 @@ func (c Config) Validate() error {
 	}
 	if c.RingBufferBytes != 0 && (c.RingBufferBytes < 4096 || c.RingBufferBytes&(c.RingBufferBytes-1) != 0) {
 		errs = append(errs, fmt.Errorf("ring buffer bytes %d: want a power of two, at least 4096", c.RingBufferBytes))
+	}
+	switch c.Shim {
+	case ShimAuto, ShimManual, ShimOff:
+	default:
+		errs = append(errs, fmt.Errorf("shim %q: want auto, manual or off", c.Shim))
+	}
+	if c.ShimTimeout <= 0 || c.ShimTimeout > shimv1.MaxTimeout {
+		errs = append(errs, fmt.Errorf("shim timeout %s: want more than 0 and at most %s", c.ShimTimeout, shimv1.MaxTimeout))
+	}
+	if c.Shim != ShimOff {
+		if sock := shimPaths(c).Socket; len(sock) >= 108 {
+			errs = append(errs, fmt.Errorf("shim socket %s: %d bytes, a unix socket path must be under 108", sock, len(sock)))
+		}
 	}
 	if c.Compliance && c.HostRoot == "" {
 		errs = append(errs, errors.New("host root: empty"))
@@ -152,6 +183,7 @@ type Defender struct {
 	spool       *spool.Spool
 	ident       identity
 	client      *channel.Client
+	gate        *gate     // nil: shim off
 	sensing     *sensing  // nil: no sensor
 	assessor    *assessor // nil: compliance off
 	defense     *defense
@@ -201,6 +233,12 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
 	d.spool = sp
+	if cfg.Shim != ShimOff {
+		if d.gate, err = newGate(cfg, d, d.logger); err != nil {
+			sp.Close()
+			return nil, err
+		}
+	}
 	if cfg.Compliance {
 		d.assessor = newAssessor(cfg, d, d.logger)
 		d.assessor.init()
@@ -267,6 +305,9 @@ func (d *Defender) applyPolicy(p bulwarkv1.Policy) error {
 	d.mu.Unlock()
 	d.defense.setPolicy(p)
 	d.logger.Info("enforcing policy", slog.Int64("revision", p.Revision), slog.Int64("previous", cur))
+	if d.gate != nil {
+		d.gate.policyChanged()
+	}
 	if d.assessor != nil {
 		d.assessor.policyChanged()
 	}
@@ -306,6 +347,9 @@ func (d *Defender) capabilities() []string {
 	caps := []string{"spool"}
 	if d.sensing != nil {
 		caps = append(caps, d.sensing.capabilities()...)
+	}
+	if d.gate != nil {
+		caps = append(caps, "shim:"+d.gate.mode) // answers bulwark-shim
 	}
 	return caps
 }
@@ -349,6 +393,7 @@ type Status struct {
 	Spool          bulwarkv1.SpoolInfo   `json:"spool"`
 	Sensor         *bulwarkv1.SensorInfo `json:"sensor,omitempty"`
 	SensorError    string                `json:"sensorError,omitempty"`
+	Shim           *ShimStatus           `json:"shim,omitempty"`
 	Compliance     *ComplianceStatus     `json:"compliance,omitempty"`
 	Runtime        *RuntimeStatus        `json:"runtime,omitempty"`
 	CertNotAfter   time.Time             `json:"certNotAfter"`
@@ -357,6 +402,10 @@ type Status struct {
 
 // Status returns the Defender's current status.
 func (d *Defender) Status() Status {
+	var shimStatus *ShimStatus
+	if d.gate != nil {
+		shimStatus = d.gate.statusInfo()
+	}
 	var cs *ComplianceStatus
 	if d.assessor != nil {
 		cs = d.assessor.statusInfo()
@@ -370,7 +419,7 @@ func (d *Defender) Status() Status {
 		ID:         d.bundle.Info.DefenderID, Version: d.version, Hostname: d.ident.Hostname, HostNetwork: d.ident.HostNetwork,
 		Console: d.cfg.ConsoleURL, Connected: d.connected, LastError: d.lastErr,
 		PolicyRevision: d.policy.Revision, PolicySource: d.policySource, Spool: d.spoolInfo(),
-		Sensor: d.sensorInfo(), SensorError: d.sensorErr,
+		Sensor: d.sensorInfo(), SensorError: d.sensorErr, Shim: shimStatus,
 		CertNotAfter: d.bundle.Leaf.NotAfter, UpdatedAt: time.Now().UTC(),
 	}
 }
@@ -430,6 +479,9 @@ func (d *Defender) Run(ctx context.Context) error {
 	if d.cfg.MetricsAddr != "" {
 		g.Go(func() error { return d.serveMetrics(ctx, d.cfg.MetricsAddr) })
 	}
+	if d.gate != nil {
+		g.Go(func() error { return d.gate.run(ctx) })
+	}
 	if d.assessor != nil {
 		g.Go(func() error { return d.assessor.run(ctx) })
 	}
@@ -458,6 +510,9 @@ func (d *Defender) Close() error {
 	var errs []error
 	if d.sensing != nil {
 		errs = append(errs, d.sensing.close())
+	}
+	if d.gate != nil {
+		errs = append(errs, d.gate.close())
 	}
 	if d.spool != nil {
 		errs = append(errs, d.spool.Close())
