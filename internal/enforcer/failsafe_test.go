@@ -321,3 +321,82 @@ func TestStopContainer(t *testing.T) {
 		t.Errorf("StopContainer of a container that is gone = nil, want an error")
 	}
 }
+
+// TestStopContainerd: a "block" stops a containerd container (its task)
+// through ctr, against a containerd this test starts with its own root,
+// state and socket.
+func TestStopContainerd(t *testing.T) {
+	requirePrivileged(t)
+	for _, bin := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s (Debian package containerd)", bin)
+		}
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "c.sock")
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc")
+	writeFile(t, filepath.Join(dir, "config.toml"), []byte(config), 0o644)
+	var logb bytes.Buffer
+	daemon := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
+	daemon.Stdout, daemon.Stderr = &logb, &logb
+	daemon.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := daemon.Start(); err != nil {
+		t.Fatalf("start containerd: %v", err)
+	}
+	const ns = "bwtest"
+	ctr := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", sock, "--namespace", ns}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	id := "bwctd-" + randomHex(t)
+	t.Cleanup(func() {
+		_, _ = ctr("task", "kill", "--signal", "SIGKILL", id)
+		_, _ = ctr("task", "delete", id)
+		_, _ = ctr("container", "delete", id)
+		_ = daemon.Process.Signal(syscall.SIGTERM)
+		_ = daemon.Wait()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := ctr("version"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd not up after 20s:\n%s", logb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	mkdir(t, filepath.Join(rootfs, "bin"))
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(rootfs, "bin/busybox"), bb, 0o755)
+	if err := os.Symlink("busybox", filepath.Join(rootfs, "bin/sleep")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ctr("run", "-d", "--rootfs", rootfs, id, "/bin/sleep", "600"); err != nil {
+		t.Fatalf("ctr run: %v\n%s", err, out)
+	}
+	if out, _ := ctr("task", "ls"); !strings.Contains(out, id) || !strings.Contains(out, "RUNNING") {
+		t.Fatalf("ctr task ls = %q, want %s running", out, id)
+	}
+
+	if err := StopContainer(t.Context(), ContainerRef{ID: id, Runtime: RuntimeContainerd, Address: sock, Namespace: ns}); err != nil {
+		t.Fatalf("StopContainer(%s): %v", id, err)
+	}
+	if out, _ := ctr("task", "ls"); strings.Contains(out, id) {
+		t.Errorf("ctr task ls after StopContainer = %q, want no task %s", out, id)
+	}
+}
