@@ -5,10 +5,12 @@
  *
  * Three sets of programs, loaded separately by internal/enforcer so that one
  * the kernel refuses costs only its own mechanism:
- *   - BPF LSM (lsm/bprm_check_security, lsm/file_open, lsm/socket_connect,
- *     lsm/socket_bind): the whole decision in the kernel;
- *   - cgroup BPF (cgroup/connect4/6, cgroup/bind4/6), attached to each target
- *     cgroup: connect and bind where BPF LSM does not load;
+ *   - BPF LSM (lsm/bprm_check_security and lsm/mmap_file, lsm/file_mprotect
+ *     for executable mappings; lsm/file_open; lsm/socket_connect and
+ *     lsm/socket_sendmsg; lsm/socket_bind): the whole decision in the kernel;
+ *   - cgroup BPF (cgroup/connect4/6, cgroup/sendmsg4/6, cgroup/bind4/6),
+ *     attached to each target cgroup: connect and bind where BPF LSM does not
+ *     load;
  *   - syscall tracepoints that remember, per thread of a target, the open
  *     flags (or "exec") while it is inside open*() or execve*(), for user
  *     space's fanotify permission decisions, which see neither.
@@ -34,6 +36,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define O_CREAT 0100
 #define O_TRUNC 01000
 #define FMODE_WRITE 0x2
+#define PROT_EXEC 0x4
 #define AT_FDCWD -100
 
 #define KBIT(k) (1U << (k))
@@ -199,22 +202,21 @@ static __always_inline __u32 inode_rule(void *map, __u64 cg, struct file *f)
 	return rule ? *rule : 0;
 }
 
-SEC("lsm/bprm_check_security")
-int BPF_PROG(lsm_exec, struct linux_binprm *bprm, int ret)
+/* Denies executing f (or mapping it executable) when a target's exec rule
+ * names it by identity or (with_path) by path. Not every hook may call
+ * bpf_d_path: those match by identity only. */
+static __always_inline int deny_exec(struct file *f, const int with_path)
 {
-	if (ret)
-		return ret;
 	__u64 cg = bpf_get_current_cgroup_id();
-	if (!target_for(cg, EF_K_EXEC))
+	if (!f || !target_for(cg, EF_K_EXEC))
 		return 0;
 	struct prevented *ev = task_scratch();
 	if (!ev)
 		return 0;
-	struct file *f = bprm->file;
 	fill_common(ev, cg, EF_K_EXEC, EF_M_LSM, 0);
 	ev->family = 0;
 	ev->path[0] = 0;
-	int have_path = read_file_path(ev, f);
+	int have_path = with_path && read_file_path(ev, f);
 	__u32 rule = inode_rule(&exec_inodes, cg, f);
 	if (!rule && have_path) {
 		__u32 *r = bpf_map_lookup_elem(&exec_paths, &ev->plen);
@@ -226,6 +228,38 @@ int BPF_PROG(lsm_exec, struct linux_binprm *bprm, int ret)
 	ev->rule = rule;
 	emit(ev);
 	return -EPERM;
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(lsm_exec, struct linux_binprm *bprm, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_exec(bprm->file, 1);
+}
+
+/* A denied file mapped executable is executed all the same: by the dynamic
+ * loader run directly (ld.so /usr/bin/x), or as a shared library. */
+SEC("lsm/mmap_file")
+int BPF_PROG(lsm_mmap_exec, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	if (!(prot & PROT_EXEC))
+		return 0;
+	return deny_exec(file, 1);
+}
+
+SEC("lsm/file_mprotect")
+int BPF_PROG(lsm_mprotect_exec, struct vm_area_struct *vma, unsigned long reqprot,
+	     unsigned long prot, int ret)
+{
+	if (ret)
+		return ret;
+	if (!(prot & PROT_EXEC))
+		return 0;
+	return deny_exec(vma->vm_file, 0);
 }
 
 SEC("lsm/file_open")
@@ -344,6 +378,30 @@ int BPF_PROG(lsm_connect, struct socket *sock, struct sockaddr *address, int add
 	return -EPERM;
 }
 
+/* An unconnected datagram (or a TCP Fast Open connect) names its
+ * destination in sendmsg, not connect. */
+SEC("lsm/socket_sendmsg")
+int BPF_PROG(lsm_sendmsg, struct socket *sock, struct msghdr *msg, int size, int ret)
+{
+	if (ret)
+		return ret;
+	void *name = BPF_CORE_READ(msg, msg_name);
+	if (!name)
+		return 0;
+	__u64 cg = bpf_get_current_cgroup_id();
+	if (!target_for(cg, EF_K_CONNECT))
+		return 0;
+	struct net_key k = {};
+	__u16 family = 0;
+	if (!read_sockaddr(&k, &family, name, BPF_CORE_READ(msg, msg_namelen)))
+		return 0;
+	__u32 rule = net_rule(&k, cg);
+	if (!rule)
+		return 0;
+	emit_net(cg, EF_K_CONNECT, EF_M_LSM, rule, &k, family);
+	return -EPERM;
+}
+
 SEC("lsm/socket_bind")
 int BPF_PROG(lsm_bind, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
 {
@@ -432,6 +490,18 @@ int cg_connect4(struct bpf_sock_addr *ctx)
 
 SEC("cgroup/connect6")
 int cg_connect6(struct bpf_sock_addr *ctx)
+{
+	return cg_connect(ctx, 1);
+}
+
+SEC("cgroup/sendmsg4")
+int cg_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return cg_connect(ctx, 0);
+}
+
+SEC("cgroup/sendmsg6")
+int cg_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return cg_connect(ctx, 1);
 }

@@ -10,7 +10,10 @@
 # unless exec, file-write, connect and bind are enforced by BPF LSM there (the
 # tests also run the fallback mechanisms with BPF LSM disabled), prints the
 # exit code on the serial console and powers off. TCG only: KVM does not work
-# on the CI machines.
+# on the CI machines. A soft lockup in the guest panics it (and so ends the
+# run at once, with its trace in the output) rather than waiting for the
+# timeout. VMTEST_APPEND replaces "quiet" on the kernel command line
+# (loglevel=7 to see everything).
 #
 #   scripts/vmtest.sh                 # every enforcer test
 #   VMTEST_RUN=TestExecDenied scripts/vmtest.sh
@@ -113,7 +116,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 echo "vmtest: kernel \$(uname -r), lsm=\$(cat /sys/kernel/security/lsm)"
 cd /tmp
-BULWARK_ENFORCER_WANT=bpf-lsm /enforcer.test -test.v -test.count=1 -test.timeout=12m -test.run '$RUN'
+BULWARK_ENFORCER_WANT=bpf-lsm /enforcer.test -test.v -test.count=${VMTEST_COUNT:-1} -test.timeout=12m -test.run '$RUN'
 echo "BULWARK-VMTEST-EXIT=\$?"
 poweroff -f
 EOF
@@ -124,7 +127,7 @@ echo "vmtest: booting $(basename "$kernel") (qemu TCG)"
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -no-reboot -nographic \
   -kernel "$kernel" -initrd "$work/initramfs.cpio.gz" \
-  -append "console=ttyS0 lsm=lockdown,capability,landlock,yama,apparmor,bpf panic=-1 quiet" \
+  -append "console=ttyS0 lsm=lockdown,capability,landlock,yama,apparmor,bpf panic=-1 softlockup_panic=1 ${VMTEST_APPEND:-quiet}" \
   </dev/null | tee "$work/serial.log"
 qemu=${PIPESTATUS[0]}
 set -e

@@ -282,6 +282,7 @@ func (e *Enforcer) audit(r record) Prevented {
 		CgroupID:    r.cgroup,
 		PID:         r.pid,
 		TID:         r.tid,
+		UID:         r.uid,
 		Comm:        r.comm,
 		Path:        r.path,
 		Addr:        r.addr,

@@ -98,6 +98,8 @@ const (
 	enforcerProgCgBind6             = "cg_bind6"
 	enforcerProgCgConnect4          = "cg_connect4"
 	enforcerProgCgConnect6          = "cg_connect6"
+	enforcerProgCgSendmsg4          = "cg_sendmsg4"
+	enforcerProgCgSendmsg6          = "cg_sendmsg6"
 	enforcerProgEnterCreat          = "enter_creat"
 	enforcerProgEnterExecve         = "enter_execve"
 	enforcerProgEnterExecveat       = "enter_execveat"
@@ -116,7 +118,10 @@ const (
 	enforcerProgLsmConnect          = "lsm_connect"
 	enforcerProgLsmExec             = "lsm_exec"
 	enforcerProgLsmFileOpen         = "lsm_file_open"
+	enforcerProgLsmMmapExec         = "lsm_mmap_exec"
+	enforcerProgLsmMprotectExec     = "lsm_mprotect_exec"
 	enforcerProgLsmProbe            = "lsm_probe"
+	enforcerProgLsmSendmsg          = "lsm_sendmsg"
 )
 
 // loadEnforcer returns the embedded CollectionSpec for enforcer.
@@ -165,6 +170,8 @@ type enforcerProgramSpecs struct {
 	CgBind6             *ebpf.ProgramSpec `ebpf:"cg_bind6"`
 	CgConnect4          *ebpf.ProgramSpec `ebpf:"cg_connect4"`
 	CgConnect6          *ebpf.ProgramSpec `ebpf:"cg_connect6"`
+	CgSendmsg4          *ebpf.ProgramSpec `ebpf:"cg_sendmsg4"`
+	CgSendmsg6          *ebpf.ProgramSpec `ebpf:"cg_sendmsg6"`
 	EnterCreat          *ebpf.ProgramSpec `ebpf:"enter_creat"`
 	EnterExecve         *ebpf.ProgramSpec `ebpf:"enter_execve"`
 	EnterExecveat       *ebpf.ProgramSpec `ebpf:"enter_execveat"`
@@ -183,7 +190,10 @@ type enforcerProgramSpecs struct {
 	LsmConnect          *ebpf.ProgramSpec `ebpf:"lsm_connect"`
 	LsmExec             *ebpf.ProgramSpec `ebpf:"lsm_exec"`
 	LsmFileOpen         *ebpf.ProgramSpec `ebpf:"lsm_file_open"`
+	LsmMmapExec         *ebpf.ProgramSpec `ebpf:"lsm_mmap_exec"`
+	LsmMprotectExec     *ebpf.ProgramSpec `ebpf:"lsm_mprotect_exec"`
 	LsmProbe            *ebpf.ProgramSpec `ebpf:"lsm_probe"`
+	LsmSendmsg          *ebpf.ProgramSpec `ebpf:"lsm_sendmsg"`
 }
 
 // enforcerMapSpecs contains maps before they are loaded into the kernel.
@@ -275,6 +285,8 @@ type enforcerPrograms struct {
 	CgBind6             *ebpf.Program `ebpf:"cg_bind6"`
 	CgConnect4          *ebpf.Program `ebpf:"cg_connect4"`
 	CgConnect6          *ebpf.Program `ebpf:"cg_connect6"`
+	CgSendmsg4          *ebpf.Program `ebpf:"cg_sendmsg4"`
+	CgSendmsg6          *ebpf.Program `ebpf:"cg_sendmsg6"`
 	EnterCreat          *ebpf.Program `ebpf:"enter_creat"`
 	EnterExecve         *ebpf.Program `ebpf:"enter_execve"`
 	EnterExecveat       *ebpf.Program `ebpf:"enter_execveat"`
@@ -293,7 +305,10 @@ type enforcerPrograms struct {
 	LsmConnect          *ebpf.Program `ebpf:"lsm_connect"`
 	LsmExec             *ebpf.Program `ebpf:"lsm_exec"`
 	LsmFileOpen         *ebpf.Program `ebpf:"lsm_file_open"`
+	LsmMmapExec         *ebpf.Program `ebpf:"lsm_mmap_exec"`
+	LsmMprotectExec     *ebpf.Program `ebpf:"lsm_mprotect_exec"`
 	LsmProbe            *ebpf.Program `ebpf:"lsm_probe"`
+	LsmSendmsg          *ebpf.Program `ebpf:"lsm_sendmsg"`
 }
 
 func (p *enforcerPrograms) Close() error {
@@ -302,6 +317,8 @@ func (p *enforcerPrograms) Close() error {
 		p.CgBind6,
 		p.CgConnect4,
 		p.CgConnect6,
+		p.CgSendmsg4,
+		p.CgSendmsg6,
 		p.EnterCreat,
 		p.EnterExecve,
 		p.EnterExecveat,
@@ -320,7 +337,10 @@ func (p *enforcerPrograms) Close() error {
 		p.LsmConnect,
 		p.LsmExec,
 		p.LsmFileOpen,
+		p.LsmMmapExec,
+		p.LsmMprotectExec,
 		p.LsmProbe,
+		p.LsmSendmsg,
 	)
 }
 

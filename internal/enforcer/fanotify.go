@@ -322,10 +322,11 @@ func (g *fanGroup) handle(p *pendingEvent) {
 	g.e.stats.decisions.Add(1)
 	if !v.allow {
 		tid := uint32(p.ev.pid) //nolint:gosec // G115: a thread id
+		tgid, uid := g.e.idsOf(tid)
 		g.e.report(Prevented{
 			Time: time.Now(), Kind: v.kind, Mechanism: MechanismFanotify, Rule: v.rule,
 			ContainerID: g.c.t.ContainerID, CgroupID: g.c.cgroup,
-			PID: g.e.tgidOf(tid), TID: tid, Comm: g.e.commOf(tid), Path: v.path,
+			PID: tgid, TID: tid, UID: uid, Comm: g.e.commOf(tid), Path: v.path,
 		})
 		return
 	}
@@ -447,22 +448,37 @@ func (e *Enforcer) isSelf(tid uint32) bool {
 	return err == nil
 }
 
-// tgidOf returns a thread's process id (0 when it is gone).
-func (e *Enforcer) tgidOf(tid uint32) uint32 {
+// idsOf returns a thread's process id and real user id from
+// /proc/<tid>/status (zeros when it is gone).
+func (e *Enforcer) idsOf(tid uint32) (tgid, uid uint32) {
 	b, err := os.ReadFile(e.cfg.ProcRoot + "/" + strconv.FormatUint(uint64(tid), 10) + "/status")
 	if err != nil {
-		return 0
+		return 0, 0
+	}
+	return parseStatusIDs(b)
+}
+
+// parseStatusIDs reads the Tgid and the real Uid of /proc/<pid>/status.
+func parseStatusIDs(b []byte) (tgid, uid uint32) {
+	field := func(v string) uint32 {
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			return 0
+		}
+		n, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return 0
+		}
+		return uint32(n)
 	}
 	for line := range strings.Lines(string(b)) {
 		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-			if err != nil {
-				return 0
-			}
-			return uint32(n)
+			tgid = field(v)
+		} else if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			uid = field(v)
 		}
 	}
-	return 0
+	return tgid, uid
 }
 
 func (e *Enforcer) commOf(tid uint32) string {

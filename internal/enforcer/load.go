@@ -103,9 +103,15 @@ func loadKernel(cfg Config, logger *slog.Logger) (*kernel, Mechanisms, error) {
 		return tpWhy
 	}
 
-	// exec
+	// exec: also executable mappings (ld.so run directly, libraries), where
+	// the kernel has the hooks; fanotify cannot tell those from reads.
 	if why := lsm("lsm_exec", "bprm_check_security"); why == "" {
 		m.Exec = Choice{Mechanism: MechanismBPFLSM}
+		for _, h := range [][2]string{{"lsm_mmap_exec", "mmap_file"}, {"lsm_mprotect_exec", "file_mprotect"}} {
+			if why := lsm(h[0], h[1]); why != "" {
+				logger.Warn("enforcer: executable mappings of denied files are not denied", "hook", h[1], "error", why)
+			}
+		}
 	} else if fanWhy == "" {
 		m.Exec = Choice{Mechanism: MechanismFanotify, Reason: why}
 		if tp := needTracepoints(); tp != "" {
@@ -146,9 +152,12 @@ func loadKernel(cfg Config, logger *slog.Logger) (*kernel, Mechanisms, error) {
 	}
 	if why := lsm("lsm_connect", "socket_connect"); why == "" {
 		m.Connect = Choice{Mechanism: MechanismBPFLSM}
+		if why := lsm("lsm_sendmsg", "socket_sendmsg"); why != "" {
+			logger.Warn("enforcer: datagrams sent without connect are not checked", "error", why)
+		}
 	} else {
 		var c Choice
-		k.cgConnect, c = cg("cg_connect4", "cg_connect6")
+		k.cgConnect, c = cg("cg_connect4", "cg_connect6", "cg_sendmsg4", "cg_sendmsg6")
 		c.Reason = joinReasons(why, c.Reason)
 		m.Connect = c
 	}

@@ -141,6 +141,7 @@ type Prevented struct {
 	CgroupID    uint64
 	PID         uint32 // thread group id, in the host's PID namespace
 	TID         uint32
+	UID         uint32 // real user id, in the host's user namespace
 	Comm        string
 	// Path is the file, as the container sees it (exec and file-write). It
 	// may be empty when the kernel could not produce it.

@@ -433,6 +433,22 @@ func TestParseCgroup2Line(t *testing.T) {
 	}
 }
 
+func TestParseStatusIDs(t *testing.T) {
+	for _, tc := range []struct {
+		in        string
+		tgid, uid uint32
+	}{
+		{"Name:\tsh\nTgid:\t4242\nPid:\t4243\nUid:\t1000\t1001\t1002\t1003\n", 4242, 1000},
+		{"Tgid: x\nUid:\n", 0, 0},
+		{"", 0, 0},
+	} {
+		tgid, uid := parseStatusIDs([]byte(tc.in))
+		if tgid != tc.tgid || uid != tc.uid {
+			t.Errorf("parseStatusIDs(%q) = %d, %d; want %d, %d", tc.in, tgid, uid, tc.tgid, tc.uid)
+		}
+	}
+}
+
 func TestStopContainerRefusesBadInput(t *testing.T) {
 	for _, ref := range []ContainerRef{
 		{ID: ""},
