@@ -12,11 +12,12 @@
 // Mechanisms are probed by New, best first for each kind (Mechanisms says
 // which one enforces each kind and why a better one is missing):
 //
-//   - BPF LSM (bprm_check_security, file_open, socket_connect, socket_bind):
-//     the decision is made in the kernel from maps keyed by cgroup. Probed by
-//     loading and attaching a trivial lsm/file_open program and checking that
-//     it runs, which needs "bpf" in the kernel's lsm= list and a kernel that
-//     allows BPF trampolines.
+//   - BPF LSM (bprm_check_security, and mmap_file and file_mprotect for
+//     executable mappings; file_open; socket_connect and socket_sendmsg;
+//     socket_bind): the decision is made in the kernel from maps keyed by
+//     cgroup. Probed by loading and attaching a trivial lsm/file_open program
+//     and checking that it runs, which needs "bpf" in the kernel's lsm= list
+//     and a kernel that allows BPF trampolines.
 //   - fanotify permission events for exec and file-write: FAN_OPEN_EXEC_PERM
 //     and FAN_OPEN_PERM on each mount of the container's mount namespace, one
 //     fanotify group per container, decided in user space on the event
@@ -25,8 +26,9 @@
 //     tracepoints record each target thread's open flags while it is inside
 //     open*() or execve*(). Allowed files are cached in the kernel with
 //     ignore marks, so a file is judged once per container.
-//   - cgroup BPF connect4/6 and bind4/6 programs attached to the container's
-//     cgroup2 directory, for connect and bind.
+//   - cgroup BPF connect4/6, sendmsg4/6 (datagrams sent without connect)
+//     and bind4/6 programs attached to the container's cgroup2 directory,
+//     for connect and bind.
 //
 // Fail safe: nothing is pinned. Every program, link, map and fanotify group
 // lives in this process's file descriptors, so when the Defender exits or is
@@ -45,8 +47,10 @@
 // creates it before the open is refused) or truncate(2) by path. A container
 // mount made after Apply is watched by fanotify only from the next Apply.
 // With fanotify, an open whose flags are unknown (io_uring, the kernel on a
-// process's behalf) is treated as a write when the path is denied. Only the
-// target cgroup itself is covered, not cgroups below it.
+// process's behalf) is treated as a write when the path is denied, and
+// mapping a denied file executable (the dynamic loader run directly on it)
+// is not denied: only BPF LSM sees mappings. Only the target cgroup itself is
+// covered, not cgroups below it.
 //
 // Privileges: CAP_SYS_ADMIN (BPF, fanotify, cgroup attach) and reading
 // /proc/<pid> of container processes (CAP_SYS_PTRACE).
