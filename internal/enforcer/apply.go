@@ -155,8 +155,12 @@ func (e *Enforcer) install(a *applied, c *compiled) error {
 		// The same rules: the group (and its cache of allowed files) stays,
 		// with the compilation it was built from.
 	default:
-		if c.t.PID == 0 {
-			errs = append(errs, errors.New("PID is required for fanotify enforcement of exec and write rules"))
+		if c.pidErr != nil {
+			errs = append(errs, fmt.Errorf("fanotify enforcement of exec and write rules needs a process of the container: %w", c.pidErr))
+			if a.fan != nil {
+				errs = append(errs, a.fan.close())
+				a.fan = nil
+			}
 			break
 		}
 		// The new group is complete before the old one goes: for a moment

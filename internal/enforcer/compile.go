@@ -67,6 +67,7 @@ type compiled struct {
 	t      Target
 	cgroup uint64
 	cgDir  string
+	pidErr error // why t.PID cannot be used (fanotify needs it)
 
 	kinds      uint32 // kindBit of each kind with rules
 	listenRule uint32
@@ -116,14 +117,29 @@ func (e *Enforcer) compile(t Target) (*compiled, error) {
 	}
 	c.cgroup = id
 
+	// The process must be in the target's cgroup: a pid that was reused by
+	// another process would resolve paths in, and have fanotify watch, the
+	// wrong file systems. Without a usable process the kernel maps are still
+	// filled (paths match, identities given as Dev/Ino too).
 	var root *os.File
-	if t.PID > 0 && (len(t.DenyExec) > 0 || len(t.DenyWrite) > 0) {
-		f, err := os.OpenFile(e.cfg.ProcRoot+"/"+strconv.Itoa(t.PID)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("root of pid %d: %w", t.PID, err)
+	switch {
+	case t.PID == 0:
+		c.pidErr = errors.New("no PID given")
+	case len(t.DenyExec) == 0 && len(t.DenyWrite) == 0:
+	default:
+		if p, err := cgroupOfTask(e.cfg.ProcRoot, uint32(t.PID)); err != nil { //nolint:gosec // G115: validated positive
+			c.pidErr = fmt.Errorf("pid %d: %w", t.PID, err)
+		} else if p != t.CgroupPath {
+			c.pidErr = fmt.Errorf("pid %d is in cgroup %s, not %s", t.PID, p, t.CgroupPath)
+		} else if f, err := os.OpenFile(e.cfg.ProcRoot+"/"+strconv.Itoa(t.PID)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			c.pidErr = fmt.Errorf("root of pid %d: %w", t.PID, err)
+		} else {
+			defer f.Close()
+			root = f
 		}
-		defer f.Close()
-		root = f
+		if c.pidErr != nil {
+			e.logger.Warn("enforcer: exec and write paths not resolved to files", "container", t.ContainerID, "error", c.pidErr)
+		}
 	}
 	resolve := func(p string) (fileID, bool, bool) {
 		if root == nil {

@@ -400,3 +400,30 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		t.Errorf("ctr task ls after StopContainer = %q, want no task %s", out, id)
 	}
 }
+
+// TestPIDOutsideCgroup: a target whose PID is not in its cgroup (a reused
+// pid) is not used to resolve paths or to choose the mounts fanotify
+// watches; path rules still hold where the kernel matches them.
+func TestPIDOutsideCgroup(t *testing.T) {
+	requirePrivileged(t)
+	e, _ := startEnforcer(t, Config{})
+	c := startContainer(t, containerOpts{files: []string{"/usr/local/bin/echo"}})
+	tg := c.target()
+	tg.PID = os.Getpid() // this test, in another cgroup
+	tg.DenyExec = []ExecRule{{Rule: "deny-tool", Path: "/usr/local/bin/echo"}}
+	err := e.Apply(t.Context(), []Target{tg})
+	switch e.Mechanisms().Exec.Mechanism {
+	case MechanismFanotify:
+		if err == nil || !strings.Contains(err.Error(), "not "+c.cgroupPath) {
+			t.Errorf("Apply(target with a pid outside its cgroup) = %v, want an error saying the pid is not in %s", err, c.cgroupPath)
+		}
+	case MechanismBPFLSM:
+		if err != nil {
+			t.Errorf("Apply(target with a pid outside its cgroup) = %v, want nil with BPF LSM", err)
+		}
+		out, errOut := c.sh(t, `/usr/local/bin/echo RAN`)
+		if strings.Contains(out, "RAN") || !strings.Contains(errOut, "Operation not permitted") {
+			t.Errorf("exec of a denied path with BPF LSM: stdout %q stderr %q, want EPERM", out, errOut)
+		}
+	}
+}
