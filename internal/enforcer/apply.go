@@ -151,7 +151,7 @@ func (e *Enforcer) install(a *applied, c *compiled) error {
 			errs = append(errs, a.fan.close())
 			a.fan = nil
 		}
-	case a.fan != nil && a.fan.mask == mask && sameFanRules(a.fan.c, c):
+	case a.fan != nil && !a.fan.stopped() && a.fan.mask == mask && sameFanRules(a.fan.c, c):
 		// The same rules: the group (and its cache of allowed files) stays,
 		// with the compilation it was built from.
 	default:

@@ -489,6 +489,17 @@ func (e *Enforcer) commOf(tid uint32) string {
 	return strings.TrimSpace(string(b))
 }
 
+// stopped says whether the group's reader has ended (closed, or failed: the
+// next Apply makes a new group).
+func (g *fanGroup) stopped() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // close stops the group: its marks go with its descriptor, and the kernel
 // allows what it still holds.
 func (g *fanGroup) close() error {
