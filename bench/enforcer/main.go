@@ -20,8 +20,12 @@
 //   - host exec: the exec storm on the host, outside the container: what the
 //     enforcer's syscall tracepoints cost every other process.
 //
-// The storm times itself inside the container, so runc exec's start-up is
-// not in the figures. Ratios are the median with the enforcer over the median
+// A Defender loads the enforcer once; here each enforced run makes a fresh
+// one, so the storm starts -settle after New and Apply (and the next run
+// -settle after Close), when the kernel's work of attaching and detaching
+// (text patching, RCU callbacks freeing programs) is done: the figures are
+// the steady state. The storm times itself inside the container, so runc
+// exec's start-up is not in the figures. Ratios are the median with the enforcer over the median
 // without, in the same run, of wall time and of the storm's own CPU time
 // (user+system of it and its children, getrusage): on a shared machine the
 // CPU time is much less disturbed by other jobs than the wall time. The Markdown table goes to stdout,
@@ -58,6 +62,7 @@ import (
 type options struct {
 	rules, execs, opens, files, parallel, repeat int
 	disableLSM                                   bool
+	settle                                       time.Duration
 }
 
 func main() {
@@ -69,6 +74,7 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", 1, "exec storm workers")
 	flag.IntVar(&o.repeat, "repeat", 5, "repetitions of each baseline/enforced pair")
 	flag.BoolVar(&o.disableLSM, "no-bpf-lsm", false, "use the fallback mechanisms even where BPF LSM works")
+	flag.DurationVar(&o.settle, "settle", 2*time.Second, "pause after starting and after closing an enforcer, before the next storm")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -171,11 +177,13 @@ func run(ctx context.Context, o options) error {
 					_ = e.Close()
 					return fmt.Errorf("apply %d rules: %w", o.rules, err)
 				}
+				time.Sleep(o.settle)
 				d, err := stormRun()
 				st := e.Stats()
 				if cerr := e.Close(); cerr != nil && err == nil {
 					err = cerr
 				}
+				time.Sleep(o.settle)
 				if err != nil {
 					return fmt.Errorf("%s with the enforcer: %w", s.name, err)
 				}
@@ -192,17 +200,21 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("Machine: %d CPUs, %s, kernel %s; load average %s at the start, %s at the end. %d runtime rules on the container (%d exec paths, %d write prefixes, %d connect ports); %d baseline/enforced pairs per storm, medians.\n\n",
 		runtime.NumCPU(), runtime.Version(), kernelRelease(), load0, loadavg(), o.rules, len(target.DenyExec), len(target.DenyWrite), len(target.DenyConnect), o.repeat)
 	fmt.Printf("Mechanisms: exec %s, file-write %s, connect %s, bind %s.\n\n", mech.Exec.Mechanism, mech.FileWrite.Mechanism, mech.Connect.Mechanism, mech.Bind.Mechanism)
-	fmt.Println("| workload | ops | wall, baseline | wall, with enforcer | wall ratio | storm CPU, baseline / with | CPU ratio | wall per op, baseline / with | fanotify decisions / ignore marks (median run) |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| workload | ops | wall, baseline | wall, with enforcer | wall ratio | storm CPU, baseline / with | CPU ratio | wall per op, baseline / with | fanotify decisions / ignore marks (median run) | mean decision time |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for i, s := range storms {
 		r := results[i]
 		b, e := median(r.base), median(r.enf)
 		bc, ec := median(r.baseCPU), median(r.enfCPU)
 		st := r.stats[len(r.stats)/2]
-		fmt.Printf("| %s | %d | %v | %v | %.3f | %v / %v | %.3f | %.1f µs / %.1f µs | %d / %d |\n", s.desc, s.ops,
+		mean := "–"
+		if st.Decisions > 0 {
+			mean = fmt.Sprintf("%.1f µs", float64(st.DecisionTime.Nanoseconds())/float64(st.Decisions)/1e3)
+		}
+		fmt.Printf("| %s | %d | %v | %v | %.3f | %v / %v | %.3f | %.1f µs / %.1f µs | %d / %d | %s |\n", s.desc, s.ops,
 			b.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(b),
 			bc.Round(time.Millisecond), ec.Round(time.Millisecond), float64(ec)/float64(bc),
-			us(b, s.ops), us(e, s.ops), st.Decisions, st.IgnoreMarks)
+			us(b, s.ops), us(e, s.ops), st.Decisions, st.IgnoreMarks, mean)
 	}
 	fmt.Println()
 	fmt.Println("Every pair (wall baseline → with enforcer):")

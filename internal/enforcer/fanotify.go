@@ -97,6 +97,7 @@ type fanGroup struct {
 
 type pendingEvent struct {
 	ev       fanEvent
+	read     time.Time
 	deadline time.Time
 
 	mu       sync.Mutex
@@ -231,7 +232,8 @@ func (g *fanGroup) run() {
 // track registers events as pending, for the watchdog, before any is
 // decided.
 func (g *fanGroup) track(evs []fanEvent) []*pendingEvent {
-	deadline := time.Now().Add(g.e.cfg.DecisionTimeout)
+	now := time.Now()
+	deadline := now.Add(g.e.cfg.DecisionTimeout)
 	ps := make([]*pendingEvent, 0, len(evs))
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -239,7 +241,7 @@ func (g *fanGroup) track(evs []fanEvent) []*pendingEvent {
 		if ev.fd < 0 {
 			continue // FAN_NOFD: queue overflow; permission events are never dropped
 		}
-		p := &pendingEvent{ev: ev, deadline: deadline}
+		p := &pendingEvent{ev: ev, read: now, deadline: deadline}
 		g.pending[p] = struct{}{}
 		ps = append(ps, p)
 	}
@@ -320,6 +322,7 @@ func (g *fanGroup) handle(p *pendingEvent) {
 		return
 	}
 	g.e.stats.decisions.Add(1)
+	g.e.stats.decisionNs.Add(uint64(time.Since(p.read))) //nolint:gosec // G115: a positive duration
 	if !v.allow {
 		tid := uint32(p.ev.pid) //nolint:gosec // G115: a thread id
 		tgid, uid := g.e.idsOf(tid)
