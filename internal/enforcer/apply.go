@@ -36,10 +36,11 @@ func (a *applied) close() error {
 
 // Apply makes targets the whole enforced state: targets new or changed
 // since the last Apply are installed, targets no longer listed are removed.
-// A target that cannot be applied (bad rules, its cgroup or process gone) is
-// named in the error and left without enforcement; the others are applied.
-// Rules of a kind whose mechanism is MechanismNone are accepted and not
-// enforced.
+// Every target that cannot be applied is named in the error and the others
+// are applied: one with invalid rules keeps the rules it had (a bad update
+// does not lift a container's protection), one whose cgroup is gone loses
+// its enforcement. Rules of a kind whose mechanism is MechanismNone are
+// accepted and not enforced.
 func (e *Enforcer) Apply(ctx context.Context, targets []Target) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -58,6 +59,11 @@ func (e *Enforcer) Apply(ctx context.Context, targets []Target) error {
 			name = t.CgroupPath
 		}
 		if err := t.validate(); err != nil {
+			if a := e.appliedAt(t.CgroupPath); a != nil && !seen[t.CgroupPath] {
+				seen[t.CgroupPath] = true
+				want[a.c.cgroup] = a.c
+				err = fmt.Errorf("%w (it keeps its previous rules)", err)
+			}
 			errs = append(errs, fmt.Errorf("target %d (%s): %w", i, name, err))
 			continue
 		}
@@ -103,6 +109,16 @@ func (e *Enforcer) Apply(ctx context.Context, targets []Target) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// appliedAt returns what is installed for a cgroup path, if anything.
+func (e *Enforcer) appliedAt(cgroupPath string) *applied {
+	for _, a := range e.applied {
+		if a.c.t.CgroupPath == cgroupPath {
+			return a
+		}
+	}
+	return nil
 }
 
 // enforced masks a target's kinds to those a mechanism enforces here.

@@ -292,6 +292,15 @@ func TestApplyReplaces(t *testing.T) {
 		t.Errorf("Apply(bad, good) = %v, want an error naming the bad target", err)
 	}
 	run(t, true)
+
+	// An invalid update of an enforced target keeps its previous rules.
+	broken := tg
+	broken.DenyExec = []ExecRule{{Path: "/usr/local/bin/echo"}} // no rule name
+	err = e.Apply(t.Context(), []Target{broken})
+	if err == nil || !strings.Contains(err.Error(), "keeps its previous rules") {
+		t.Errorf("Apply(invalid update) = %v, want an error saying the target keeps its rules", err)
+	}
+	run(t, true)
 	if err := e.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
