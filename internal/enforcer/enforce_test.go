@@ -187,15 +187,35 @@ echo data > /tmp/f && cat /tmp/f && echo TMP-OK`)
 				return p.Kind == KindFileWrite && p.Rule == "protect-ssh" && p.Path == "/root/.ssh/authorized_keys"
 			})
 
-			// The host writes the same file.
-			f, err := os.OpenFile(passwd, os.O_WRONLY|os.O_APPEND, 0)
-			if err != nil {
-				t.Fatalf("open the container's /etc/passwd for writing on the host: %v", err)
+			// The host writes the same file, by its host path and through
+			// the container's own mount (/proc/<pid>/root): from another
+			// process, and from this one, whose threads the enforcer always
+			// allows (its own decisions must not wait on themselves).
+			through := filepath.Join("/proc", strconv.Itoa(c.pid), "root/etc/passwd")
+			decided := e.Stats().Decisions
+			for _, p := range []string{passwd, through} {
+				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					t.Fatalf("open %s for writing from the enforcing process: %v", p, err)
+				}
+				if _, err := f.WriteString("host:x:1:1::/:/bin/sh\n"); err != nil {
+					t.Errorf("write %s from the enforcing process: %v", p, err)
+				}
+				_ = f.Close()
 			}
-			if _, err := f.WriteString("host:x:1:1::/:/bin/sh\n"); err != nil {
-				t.Errorf("host write: %v", err)
+			if mech == MechanismFanotify {
+				// Counted just after the answer that let the open return.
+				deadline := time.Now().Add(2 * time.Second)
+				for e.Stats().Decisions == decided && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if e.Stats().Decisions == decided {
+					t.Errorf("Stats().Decisions = %d before and after this process opened %s: want its own event decided", decided, through)
+				}
 			}
-			_ = f.Close()
+			if out, err := hostRun(t, "/bin/sh", "-c", "echo other:x:2:2::/:/bin/sh >> "+through+" && echo HOST-WROTE"); err != nil || !strings.Contains(out, "HOST-WROTE") {
+				t.Errorf("another host process writing %s: %q, %v", through, out, err)
+			}
 		})
 	}
 }
