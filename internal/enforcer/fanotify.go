@@ -369,7 +369,7 @@ func (g *fanGroup) decide(ev fanEvent) verdict {
 	c := g.c
 	tid := uint32(ev.pid) //nolint:gosec // G115: a thread id
 	var tv enforcerTidVal
-	known := g.e.k.maps.Tids.Lookup(tid, &tv) == nil
+	known := g.e.k.maps.Tids.Lookup(tid, &tv) == nil && tv.Op != 0
 	switch {
 	case known && tv.Cgroup != c.cgroup:
 		return allow // another cgroup's process through this container's mount
