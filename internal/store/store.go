@@ -29,6 +29,7 @@ type Reader interface {
 	// Setting returns a Console setting by key, ErrNotFound when unset.
 	Setting(ctx context.Context, key string) ([]byte, error)
 	FleetReader
+	AdmissionReader
 }
 
 // Writer changes the store inside one transaction.
@@ -57,5 +58,6 @@ type Store interface {
 	// best-effort bookkeeping and may be coalesced.
 	TouchAccessKey(ctx context.Context, id string, at int64) error
 	FleetIngest
+	AdmissionIngest
 	Close() error
 }

@@ -48,6 +48,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FleetRollsBack", testFleetRollsBack},
 		{"ComplianceResults", testComplianceResults},
 		{"ComplianceFilters", testComplianceFilters},
+		{"AdmissionAudits", testAdmissionAudits},
+		{"AdmissionAuditsPrune", testAdmissionAuditsPrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
