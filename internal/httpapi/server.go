@@ -25,6 +25,10 @@ type Config struct {
 	BcryptCost int
 	OpenAPI    []byte // the spec served at /api/v1/openapi.yaml
 	Now        func() time.Time
+	// AdmissionEnabled says that this Console serves the admission
+	// controller, so that GET /api/v1/admission/webhook may point a
+	// cluster at it.
+	AdmissionEnabled bool
 }
 
 // Server is the REST API. It is an http.Handler.
@@ -105,6 +109,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/audits/mgmt", auth.PermReadAudit, s.listAudits},
 		{"GET", "/api/v1/audits/runtime/container", auth.PermRead, s.listContainerAudits},
 		{"GET", "/api/v1/audits/runtime/host", auth.PermRead, s.listHostAudits},
+		{"GET", "/api/v1/audits/admission", auth.PermRead, s.listAdmissionAudits},
 		{"POST", "/api/v1/defenders/bundle", auth.PermManageDefenders, s.createBundle},
 		{"GET", "/api/v1/defenders", auth.PermRead, s.listDefenders},
 		{"GET", "/api/v1/defenders/summary", auth.PermRead, s.defendersSummary},
@@ -117,6 +122,9 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/stats/compliance", auth.PermRead, s.complianceStats},
 		{"GET", "/api/v1/containers", auth.PermRead, s.listComplianceContainers},
 		{"GET", "/api/v1/hosts", auth.PermRead, s.listComplianceHosts},
+		{"GET", "/api/v1/policies/admission", auth.PermRead, s.getAdmissionPolicy},
+		{"PUT", "/api/v1/policies/admission", auth.PermWritePolicy, s.putAdmissionPolicy},
+		{"GET", "/api/v1/admission/webhook", auth.PermRead, s.getAdmissionWebhook},
 		{"GET", "/api/v1/policies/{type...}", auth.PermRead, s.getPolicy},
 		{"PUT", "/api/v1/policies/{type...}", auth.PermWritePolicy, s.putPolicy},
 		{"GET", "/api/v1/custom-compliance", auth.PermRead, s.listCustomCompliance},
