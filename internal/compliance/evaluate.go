@@ -55,7 +55,7 @@ func (o Options) selects(slug string) bool {
 func Evaluate(w Workload, opts Options) []Finding {
 	e := &env{w: &w, opts: &opts, cri: w.RuntimeIsCRI()}
 	e.index()
-	for _, c := range Catalog() {
+	for _, c := range catalog() {
 		if c.eval == nil || c.External || !opts.selects(c.Slug) {
 			continue
 		}

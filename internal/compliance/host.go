@@ -141,7 +141,7 @@ func (k *Kubelet) where(field string) string {
 // one ID for both).
 func EvaluateHost(h Host) []Finding {
 	e := &hostEnv{h: &h}
-	for _, c := range Catalog() {
+	for _, c := range catalog() {
 		if c.host == nil {
 			continue
 		}
