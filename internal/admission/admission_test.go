@@ -36,13 +36,13 @@ const blockPrivileged = `"rules":[{"name":"block privileged","checks":{"privileg
 // env is a controller over a real SQLite store, served over TLS, with Run
 // going.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	wh  *admission.Webhook
 	db  *sqlite.DB
 	srv *httptest.Server
 }
 
-func start(t *testing.T, policyDoc string, cfg admission.Config) *env {
+func start(t testing.TB, policyDoc string, cfg admission.Config) *env {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "bulwark.db"), logger)

@@ -83,7 +83,7 @@ func (h *Webhook) decide(c *compiled, cluster string, req *admissionv1.Admission
 		}
 	}
 	rec.Findings = compliance.Apply(c.policy.Rules, w, opts)
-	rules := decidingRules(c.policy.Rules, w, rec.Findings, opts)
+	rules := decidingRules(c.policy.Rules, w, rec.Findings, c.checks)
 
 	var blocked []int
 	for i, f := range rec.Findings {
@@ -213,7 +213,7 @@ func sameTemplate(old, cur k8s.Object) bool {
 // effect, as compliance.Apply decides: a container's finding by the rule for
 // that container, a pod-level one by the first rule with the strongest
 // effect among the containers'.
-func decidingRules(rules []compliance.Rule, w compliance.Workload, findings []compliance.Finding, opts compliance.Options) []string {
+func decidingRules(rules []compliance.Rule, w compliance.Workload, findings []compliance.Finding, checks map[string]compliance.Check) []string {
 	if len(findings) == 0 {
 		return nil
 	}
@@ -229,13 +229,9 @@ func decidingRules(rules []compliance.Rule, w compliance.Workload, findings []co
 	}
 	out := make([]string, len(findings))
 	for i, f := range findings {
-		check, ok := compliance.Lookup(f.Check)
+		check, ok := checks[f.Check]
 		if !ok {
-			j := slices.IndexFunc(opts.Custom, func(c compliance.Check) bool { return c.Slug == f.Check })
-			if j < 0 {
-				continue
-			}
-			check = opts.Custom[j]
+			continue
 		}
 		for _, d := range ds {
 			if f.Container != "" && d.container != f.Container {

@@ -20,6 +20,8 @@ type compiled struct {
 	// opts carry the PSS evaluator, the custom checks' evaluator and their
 	// catalog entries.
 	opts compliance.Options
+	// checks are the catalog's and the custom checks by slug.
+	checks map[string]compliance.Check
 }
 
 // compile builds the policy of a snapshot. A stored document that does not
@@ -56,6 +58,12 @@ func compile(ctx context.Context, snap policy.Snapshot, logger *slog.Logger) (*c
 	}
 	// PSS first: its findings then come right after the catalog's own.
 	c.opts.Evaluators = append([]compliance.Evaluator{k8s.PSS(level, version)}, c.opts.Evaluators...)
+	c.checks = make(map[string]compliance.Check)
+	for _, ch := range append(compliance.Catalog(), c.opts.Custom...) {
+		if _, dup := c.checks[ch.Slug]; !dup {
+			c.checks[ch.Slug] = ch
+		}
+	}
 	c.exempt = make(map[string]bool, len(c.policy.ExemptNamespaces))
 	for _, ns := range c.policy.ExemptNamespaces {
 		c.exempt[ns] = true

@@ -71,6 +71,42 @@ func PrivilegedSpec() corev1.PodSpec {
 	return s
 }
 
+// ProductionDeployment is a Deployment as production clusters hold them:
+// an application (HardenedSpec's, with more environment, a ConfigMap and a
+// startup probe) and a log-shipping sidecar that runs as root, so checks
+// run-as-root (high) and the PSS restricted profile fail, nothing critical.
+func ProductionDeployment() *appsv1.Deployment {
+	s := HardenedSpec()
+	app := &s.Containers[0]
+	app.Env = append(app.Env,
+		corev1.EnvVar{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		corev1.EnvVar{Name: "FEATURES", Value: "checkout,search,recommendations"},
+		corev1.EnvVar{Name: "API_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "web-api"}, Key: "token"}}},
+	)
+	app.VolumeMounts = append(app.VolumeMounts, corev1.VolumeMount{Name: "config", MountPath: "/etc/shop", ReadOnly: true})
+	app.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}}, FailureThreshold: 30}
+	root := int64(0)
+	s.Containers = append(s.Containers, corev1.Container{
+		Name:  "log-shipper",
+		Image: "registry.example/infra/fluent-bit:3.1.9",
+		Args:  []string{"--config", "/fluent-bit/etc/fluent-bit.conf"},
+		Resources: corev1.ResourceRequirements{
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+		},
+		VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/var/log/app", ReadOnly: true}},
+		SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsNonRoot: new(false)},
+	})
+	s.Volumes = append(s.Volumes, corev1.Volume{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "web-config"}}}})
+	s.ServiceAccountName = "web"
+	s.TerminationGracePeriodSeconds = new(int64(30))
+	d := Deployment("shop", "web", s)
+	d.Annotations = map[string]string{"deployment.kubernetes.io/revision": "7"}
+	return d
+}
+
 // Pod returns a Pod with the spec.
 func Pod(namespace, name string, spec corev1.PodSpec) *corev1.Pod {
 	return &corev1.Pod{
