@@ -388,6 +388,12 @@ func TestIgnoreAnnotations(t *testing.T) {
 		if resp.Allowed != honour {
 			t.Errorf("ignoreAnnotations %v: allowed = %v (%+v), want %v", honour, resp.Allowed, resp.Result, honour)
 		}
+		if honour {
+			const want = "ignored by annotation: host-pid (node agent, reviewed in SEC-12), privileged (node agent, reviewed in SEC-12), pss-baseline (node agent, reviewed in SEC-12)"
+			if got := e.audits(1)[0]; got.Effect != "allow" || got.Message != want {
+				t.Errorf("audit of the ignored checks: %s %q, want allow %q", got.Effect, got.Message, want)
+			}
+		}
 	}
 	bad := dep.DeepCopy()
 	bad.Spec.Template.Annotations["bulwark.dev/ignore-check.privileged"] = " "

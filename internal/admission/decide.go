@@ -71,15 +71,16 @@ func (h *Webhook) decide(c *compiled, cluster string, req *admissionv1.Admission
 	}
 	w.Source.Cluster = cluster
 	opts := c.opts
-	var warnings []string
+	var warnings, ignoredNote []string
 	if c.policy.IgnoreAnnotations {
 		ignored, err := k8s.Ignores(obj)
 		if err != nil {
 			// A malformed annotation ignores nothing; say so.
 			warnings = append(warnings, "bulwark: "+err.Error()+"; no check ignored")
 		}
-		for slug := range ignored {
+		for _, slug := range slices.Sorted(maps.Keys(ignored)) {
 			opts.Skip = append(slices.Clip(opts.Skip), slug)
+			ignoredNote = append(ignoredNote, fmt.Sprintf("%s (%s)", slug, ignored[slug]))
 		}
 	}
 	rec.Findings = compliance.Apply(c.policy.Rules, w, opts)
@@ -133,6 +134,13 @@ func (h *Webhook) decide(c *compiled, cluster string, req *admissionv1.Admission
 		if len(blocked) > 0 {
 			rec.Message += fmt.Sprintf("; enforce mode would deny %s", plural(len(blocked), "check", "checks"))
 		}
+	}
+	if len(ignoredNote) > 0 {
+		// Who turned what off, and why, belongs in the audit.
+		if rec.Message != "" {
+			rec.Message += "; "
+		}
+		rec.Message += "ignored by annotation: " + strings.Join(ignoredNote, ", ")
 	}
 	d.warnings = boundWarnings(warnings)
 	return d, nil
