@@ -17,8 +17,10 @@
 // enforce-mode policy with the PSS baseline profile: it is allowed with
 // warnings.
 //
-// It prints a Markdown table: achieved rate, p50, p90, p99, p99.9, max and
-// errors per target, then the controller's counters and the process's CPU.
+// It prints a Markdown table: achieved rate, p50, p90, p99, p99.9, max,
+// errors and the process's CPU time per request (client, server and
+// everything else in the process, warm-up included) per target, then the
+// controller's counters.
 //
 //	go run ./bench/admission
 //	go run ./bench/admission -rate 1000 -warmup 5s -duration 30s -rounds 2
@@ -40,6 +42,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"syscall"
@@ -75,6 +78,7 @@ func run(ctx context.Context) error {
 	duration := flag.Duration("duration", 20*time.Second, "measured time per target and round")
 	rounds := flag.Int("rounds", 1, "rounds of baseline then admission")
 	timeout := flag.Duration("timeout", 10*time.Second, "a request not answered in this time is an error (the API server's default webhook timeout)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the admission rows to this file")
 	flag.Parse()
 	if *rate <= 0 || *duration <= 0 || *rounds <= 0 {
 		return errors.New("-rate, -duration and -rounds must be positive")
@@ -134,7 +138,23 @@ func run(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", tg.name, err)
 			}
 			fmt.Fprintf(os.Stderr, "round %d: %s: %s warm-up, %s measured at %d/s …\n", round+1, tg.name, *warmup, *duration, *rate)
+			profiling := *cpuProfile != "" && tg.url != targets[0].url && round == 0
+			if profiling {
+				f, err := os.Create(*cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
+			t0 := cpuTime()
 			r := load(ctx, client, tg.url, bodies, *rate, *warmup, *duration)
+			r.cpu = cpuTime() - t0
+			if profiling {
+				pprof.StopCPUProfile()
+			}
 			r.name = tg.name
 			if *rounds > 1 {
 				r.name = fmt.Sprintf("%s (round %d)", tg.name, round+1)
@@ -151,10 +171,12 @@ func run(ctx context.Context) error {
 	fmt.Printf("Machine: %d CPUs (GOMAXPROCS %d), %s, %s/%s; client and servers in one process over loopback TLS 1.3 and HTTP/2; "+
 		"open loop at %d requests/s, %s warm-up then %s measured per row; latency from the moment a request was due to the end of its answer.\n\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, *rate, *warmup, *duration)
-	fmt.Println("| target | requests/s | p50 | p90 | p99 | p99.9 | max | errors |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| target | requests/s | p50 | p90 | p99 | p99.9 | max | errors | CPU/request |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %s | %d |\n", r.name, r.rate(), ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(99.9)), ms(r.max()), r.errs)
+		perReq := r.cpu / time.Duration(*rate*int((*warmup+*duration)/time.Second))
+		fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %s | %d | %.0f µs |\n", r.name, r.rate(), ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(99.9)), ms(r.max()), r.errs,
+			float64(perReq)/float64(time.Microsecond))
 	}
 	st := c.AdmissionStats()
 	fmt.Printf("\nAdmission controller: %d reviews (%d allowed, %d with warnings, %d denied, %d malformed); audits %d written, %d dropped; process CPU %.1f s over the run.\n",
@@ -222,6 +244,7 @@ func send(ctx context.Context, client *http.Client, url string, body []byte) ([]
 
 type result struct {
 	name    string
+	cpu     time.Duration // of the whole process, warm-up included
 	lat     []time.Duration // sorted
 	errs    int
 	elapsed time.Duration
