@@ -19,7 +19,7 @@ import (
 func BenchmarkReview(b *testing.B) {
 	for _, mode := range []string{"audit", "enforce"} {
 		b.Run(mode, func(b *testing.B) {
-			e := start(b, `{"mode":"`+mode+`",`+blockPrivileged+`}`, admission.Config{AuditQueue: 1 << 20})
+			e := start(b, `{"mode":"`+mode+`",`+blockPrivileged+`}`, admission.Config{})
 			bodies := make([][]byte, 256)
 			for i := range bodies {
 				bodies[i] = admissiontest.Review(admissiontest.Request(fmt.Sprint("uid-", i), admissionv1.Create, admissiontest.ProductionDeployment(), nil))
