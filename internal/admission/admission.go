@@ -55,6 +55,10 @@ const (
 // Audit batching: a batch is written when it has auditBatch records or is
 // auditFlush old, and the store pruned every pruneEvery.
 const (
+	// maxPooledBody is the largest body buffer kept for the next request:
+	// reviews are a few kilobytes, a rare large one is not kept around.
+	maxPooledBody = 256 << 10
+
 	auditBatch = 512
 	auditFlush = 200 * time.Millisecond
 	pruneEvery = time.Minute
@@ -105,6 +109,7 @@ type Webhook struct {
 	badRevision int64 // the last revision refused, -1 for none
 
 	audits chan audit.Admission
+	bodies sync.Pool // *bytes.Buffer for request bodies, up to maxPooledBody
 	stats  struct {
 		reviews, allowed, warned, denied, malformed, written, dropped atomic.Uint64
 	}
@@ -195,11 +200,19 @@ func (h *Webhook) review(r *http.Request, cluster string) (*admissionv1.Admissio
 	if err != nil || mt != "application/json" {
 		return nil, malformed("content type %q is not application/json", r.Header.Get("Content-Type"))
 	}
-	body, err := readBody(r, h.cfg.MaxBodyBytes)
-	if err != nil {
-		return nil, err
+	buf, _ := h.bodies.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
 	}
-	req, err := decodeReview(body)
+	body, err := readBody(r, h.cfg.MaxBodyBytes, buf)
+	var req *admissionv1.AdmissionRequest
+	if err == nil {
+		req, err = decodeReview(body) // copies what it keeps out of body
+	}
+	if buf.Cap() <= maxPooledBody {
+		buf.Reset()
+		h.bodies.Put(buf)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -234,14 +247,14 @@ func (h *Webhook) review(r *http.Request, cluster string) (*admissionv1.Admissio
 	return resp, nil
 }
 
-// readBody reads at most limit bytes of the body.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// readBody reads at most limit bytes of the body into buf.
+func readBody(r *http.Request, limit int64, buf *bytes.Buffer) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, malformed("the AdmissionReview is larger than %d bytes", limit)
 	}
-	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		// ReadFrom wants MinRead bytes free before it sees the end.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
 	n, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
