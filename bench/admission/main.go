@@ -1,28 +1,33 @@
 // Command admission measures the latency of the Console's Kubernetes
 // admission controller at a constant request rate over loopback HTTPS.
 //
-// It starts a Console with the admission listener on 127.0.0.1 (a real
-// SQLite store, the policy stored through the API's store, every decision
-// recorded) and a baseline: a bare Go TLS server with a certificate from the
-// same CA, on the same TLS and HTTP/2 settings, answering every request with
-// the same fixed AdmissionReview response. The client is open-loop, as the
-// API server's calls are: request i leaves at start + i/rate whether or not
-// the earlier ones were answered (a goroutine each), over one HTTP/2
-// connection (as the API server's webhook client keeps one), so a slow
-// answer never delays the next request (no coordinated omission). A
-// request's latency runs from sending it to the end of its answer; how late
-// the client sent it after its due time, which only the client's own
-// scheduling causes, is reported on its own. After -warmup at the rate,
-// -duration is measured. The requests are reviews (CREATE) of
-// admissiontest.ProductionDeployment (an application and a log-shipping
-// sidecar that runs as root), each with its own UID, evaluated under an
-// enforce-mode policy with the PSS baseline profile: it is allowed with
-// warnings.
+// It starts, in this process, a Console with the admission listener on
+// 127.0.0.1 (a real SQLite store, the policy below stored before the start,
+// every decision recorded as an audit) and a baseline: a bare Go TLS server
+// with a certificate from the same CA, on the same TLS and HTTP/2 settings,
+// answering every request with the same fixed AdmissionReview response.
+// The client runs in a child process (this program again, with -client), as
+// the API server is a process of its own: its allocations and goroutines do
+// not count as the server's.
 //
-// It prints a Markdown table: achieved rate, p50, p90, p99, p99.9, max,
-// errors and the process's CPU time per request (client, server and
-// everything else in the process, warm-up included) per target, then the
-// controller's counters.
+// The client is open-loop, as the API server's calls are: request i leaves
+// at start + i/rate whether or not the earlier ones were answered (a
+// goroutine each), over one HTTP/2 connection (as the API server's webhook
+// client keeps one), so a slow answer never delays the next request (no
+// coordinated omission). A request's latency runs from sending it to the end
+// of its answer; how late the client sent it after its due time, which only
+// the client's own scheduling causes, is reported on its own. After -warmup
+// at the rate, -duration is measured. The requests are reviews (CREATE) of
+// admissiontest.ProductionDeployment (an application and a log-shipping
+// sidecar that runs as root), each with its own UID, under an enforce-mode
+// policy with the PSS baseline profile: each is allowed with warnings.
+//
+// It prints a Markdown table per row: achieved rate, p50, p90, p99, p99.9,
+// max, errors, the client's lateness and the server process's CPU time per
+// request; then the server process's Go runtime figures per row (garbage
+// collections, their stop-the-world pauses, how long runnable goroutines
+// waited for a CPU), which tell a tail caused by the collector from one
+// caused by a busy CPU; then the controller's counters.
 //
 //	go run ./bench/admission
 //	go run ./bench/admission -rate 1000 -warmup 5s -duration 30s -rounds 2
@@ -33,19 +38,23 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
+	"runtime/metrics"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -74,16 +83,27 @@ const policy = `{"mode":"enforce","pssLevel":"baseline","pssVersion":"latest","e
 	"rules":[{"name":"block the critical","checks":{"privileged":"block","caps-added":"block","runtime-socket":"block","sensitive-mount":"block"}},
 	{"name":"alert","collections":[{"name":"all","namespaces":["*"]}]}]}`
 
+type options struct {
+	rate             int
+	warmup, duration time.Duration
+	timeout          time.Duration
+}
+
 func run(ctx context.Context) error {
-	rate := flag.Int("rate", 1000, "requests per second")
-	warmup := flag.Duration("warmup", 3*time.Second, "time at the rate before measuring")
-	duration := flag.Duration("duration", 20*time.Second, "measured time per target and round")
+	var o options
+	flag.IntVar(&o.rate, "rate", 1000, "requests per second")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "time at the rate before measuring")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measured time per target and round")
+	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "a request not answered in this time is an error (the API server's default webhook timeout)")
 	rounds := flag.Int("rounds", 1, "rounds of baseline then admission")
-	timeout := flag.Duration("timeout", 10*time.Second, "a request not answered in this time is an error (the API server's default webhook timeout)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the admission rows to this file")
+	clientURL := flag.String("client", "", "internal: run as the client process against this URL")
+	caFile := flag.String("ca", "", "internal: the client's CA file")
 	flag.Parse()
-	if *rate <= 0 || *duration <= 0 || *rounds <= 0 {
+	if o.rate <= 0 || o.duration <= 0 || *rounds <= 0 {
 		return errors.New("-rate, -duration and -rounds must be positive")
+	}
+	if *clientURL != "" {
+		return runClient(ctx, o, *clientURL, *caFile)
 	}
 
 	dir, err := os.MkdirTemp("", "bulwark-bench-admission-")
@@ -111,80 +131,102 @@ func run(ctx context.Context) error {
 			fmt.Fprintln(os.Stderr, "bench/admission: console:", err)
 		}
 	}()
-
 	baseline, err := startBaseline(dir)
 	if err != nil {
 		return err
 	}
 	defer baseline.Close()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, c.CACertPEM(), 0o600); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(c.CACertPEM())
-	bodies := reviews(*rate)
-	targets := []struct {
-		name, url string
-	}{
+	targets := []struct{ name, url string }{
 		{"baseline: bare Go TLS handler, fixed AdmissionReview", "https://" + baseline.addr + "/v1/admission"},
 		{"Console admission controller", "https://" + c.AdmissionAddr().String() + "/v1/admission"},
 	}
 	var results []result
-	cpu0 := cpuTime()
 	for round := range *rounds {
 		for _, tg := range targets {
-			// A client per target: its own HTTP/2 connection.
-			client := &http.Client{Timeout: *timeout, Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true,
-				MaxIdleConnsPerHost: 4,
-			}}
-			if err := check(ctx, client, tg.url, bodies[0]); err != nil {
-				return fmt.Errorf("%s: %w", tg.name, err)
+			fmt.Fprintf(os.Stderr, "round %d: %s: %s warm-up, %s measured at %d/s …\n", round+1, tg.name, o.warmup, o.duration, o.rate)
+			cmd := exec.CommandContext(ctx, self, "-client", tg.url, "-ca", ca, "-rate", strconv.Itoa(o.rate), //nolint:gosec // this program, with its own flags
+				"-warmup", o.warmup.String(), "-duration", o.duration.String(), "-timeout", o.timeout.String())
+			cmd.Stderr = os.Stderr
+			t0, m0 := cpuTime(), readMetrics()
+			out, err := cmd.Output()
+			if err != nil {
+				return fmt.Errorf("client against %s: %w", tg.name, err)
 			}
-			fmt.Fprintf(os.Stderr, "round %d: %s: %s warm-up, %s measured at %d/s …\n", round+1, tg.name, *warmup, *duration, *rate)
-			profiling := *cpuProfile != "" && tg.url != targets[0].url && round == 0
-			if profiling {
-				f, err := os.Create(*cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
+			var r result
+			if err := json.Unmarshal(out, &r); err != nil {
+				return fmt.Errorf("client against %s: %w", tg.name, err)
 			}
-			t0 := cpuTime()
-			r := load(ctx, client, tg.url, bodies, *rate, *warmup, *duration)
-			r.cpu = cpuTime() - t0
-			if profiling {
-				pprof.StopCPUProfile()
-			}
-			r.name = tg.name
+			r.ServerCPU, r.rt = cpuTime()-t0, readMetrics().since(m0)
+			r.Name = tg.name
 			if *rounds > 1 {
-				r.name = fmt.Sprintf("%s (round %d)", tg.name, round+1)
+				r.Name = fmt.Sprintf("%s (round %d)", tg.name, round+1)
 			}
 			results = append(results, r)
-			client.CloseIdleConnections()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 		}
 	}
-	cpu := cpuTime() - cpu0
 
-	fmt.Printf("Machine: %d CPUs (GOMAXPROCS %d), %s, %s/%s; client and servers in one process over loopback TLS 1.3 and HTTP/2; "+
+	fmt.Printf("Machine: %d CPUs (GOMAXPROCS %d), %s, %s/%s; server (Console, baseline) and client in two processes over loopback TLS 1.3 and HTTP/2; "+
 		"open loop at %d requests/s, %s warm-up then %s measured per row; latency from sending a request to the end of its answer; "+
-		"\"sent late\" is how long after its due time the client sent it.\n\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, *rate, *warmup, *duration)
-	fmt.Println("| target | requests/s | p50 | p90 | p99 | p99.9 | max | errors | sent late p99 | CPU/request |")
+		"\"sent late\" is how long after its due time the client sent it; CPU is the server process's, warm-up included.\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, o.rate, o.warmup, o.duration)
+	fmt.Println("| target | requests/s | p50 | p90 | p99 | p99.9 | max | errors | sent late p99 | server CPU/request |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	requests := time.Duration(o.rate) * (o.warmup + o.duration) / time.Second
 	for _, r := range results {
-		perReq := r.cpu / time.Duration(*rate*int((*warmup+*duration)/time.Second))
-		fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %s | %d | %s | %.0f µs |\n", r.name, r.rate(), ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(99.9)), ms(r.max()), r.errs,
-			ms(pct(r.lag, 99)), float64(perReq)/float64(time.Microsecond))
+		fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %s | %d | %s | %.0f µs |\n", r.Name, r.Rate, ms(pct(r.Lat, 50)), ms(pct(r.Lat, 90)),
+			ms(pct(r.Lat, 99)), ms(pct(r.Lat, 99.9)), ms(pct(r.Lat, 100)), r.Errs, ms(pct(r.Lag, 99)),
+			float64(r.ServerCPU/requests)/float64(time.Microsecond))
+	}
+	fmt.Println()
+	fmt.Println("| target (server process) | GC cycles | GC pauses p99 | GC pauses max | run-queue wait p99 | run-queue wait max |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		fmt.Printf("| %s | %d | %s | %s | %s | %s |\n", r.Name, r.rt.gcCycles, ms(r.rt.gcPauses.quantile(0.99)), ms(r.rt.gcPauses.quantile(1)),
+			ms(r.rt.sched.quantile(0.99)), ms(r.rt.sched.quantile(1)))
 	}
 	st := c.AdmissionStats()
-	fmt.Printf("\nAdmission controller: %d reviews (%d allowed, %d with warnings, %d denied, %d malformed); audits %d written, %d dropped; process CPU %.1f s over the run.\n",
-		st.Reviews, st.Allowed, st.Warned, st.Denied, st.Malformed, st.AuditsWritten, st.AuditsDropped, cpu.Seconds())
+	fmt.Printf("\nAdmission controller: %d reviews (%d allowed, %d with warnings, %d denied, %d malformed); audits %d written, %d dropped.\n",
+		st.Reviews, st.Allowed, st.Warned, st.Denied, st.Malformed, st.AuditsWritten, st.AuditsDropped)
 	return nil
+}
+
+// result is one row; the client process fills the exported fields.
+type result struct {
+	Name      string
+	Lat, Lag  []time.Duration // sorted
+	Errs      int
+	Rate      float64 // requests sent per second in the measured part
+	ServerCPU time.Duration
+	rt        runtimeStats
+}
+
+// runClient is the client process: it loads url and writes its result as
+// JSON on standard output.
+func runClient(ctx context.Context, o options, url, caFile string) error {
+	caPEM, err := os.ReadFile(caFile) //nolint:gosec // given by the parent
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: o.timeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 4,
+	}}
+	bodies := reviews(o.rate)
+	if _, err := send(ctx, client, url, bodies[0]); err != nil {
+		return err
+	}
+	r := load(ctx, client, url, bodies, o.rate, o.warmup, o.duration)
+	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
 // storePolicy writes the admission policy into the Console's store before
@@ -211,18 +253,7 @@ func reviews(n int) [][]byte {
 	return out
 }
 
-// check sends one review and wants a 200.
-func check(ctx context.Context, client *http.Client, url string, body []byte) error {
-	d, err := send(ctx, client, url, body)
-	if err != nil {
-		return err
-	}
-	if _, err := admissiontest.DecodeResponse(d); err != nil {
-		return err
-	}
-	return nil
-}
-
+// send posts one review and wants a 200 AdmissionReview over HTTP/2.
 func send(ctx context.Context, client *http.Client, url string, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -242,39 +273,11 @@ func send(ctx context.Context, client *http.Client, url string, body []byte) ([]
 	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 		return nil, fmt.Errorf("%s over %s: %.200s", resp.Status, resp.Proto, out)
 	}
+	if _, err := admissiontest.DecodeResponse(out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
-
-type result struct {
-	name    string
-	cpu     time.Duration   // of the whole process, warm-up included
-	lat     []time.Duration // sorted
-	lag     []time.Duration // how late the requests left, sorted
-	errs    int
-	elapsed time.Duration
-}
-
-func (r result) rate() float64 { return float64(len(r.lat)+r.errs) / r.elapsed.Seconds() }
-
-func (r result) pct(p float64) time.Duration { return pct(r.lat, p) }
-
-// pct is the p-th percentile of sorted ds (nearest rank).
-func pct(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	i := int(float64(len(ds))*p/100+0.5) - 1
-	return ds[min(max(i, 0), len(ds)-1)]
-}
-
-func (r result) max() time.Duration {
-	if len(r.lat) == 0 {
-		return 0
-	}
-	return r.lat[len(r.lat)-1]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 // load sends requests at rate for warmup+measure, open loop, and returns
 // the latencies of those due in the measured part, from the moment each was
@@ -304,19 +307,30 @@ func load(ctx context.Context, client *http.Client, url string, bodies [][]byte,
 		})
 	}
 	wg.Wait()
-	r := result{elapsed: measure}
+	r := result{Rate: float64(total-first) / measure.Seconds()}
 	for i := first; i < total; i++ {
-		r.lag = append(r.lag, lag[i])
+		r.Lag = append(r.Lag, lag[i])
 		if failed[i] {
-			r.errs++
+			r.Errs++
 			continue
 		}
-		r.lat = append(r.lat, lat[i])
+		r.Lat = append(r.Lat, lat[i])
 	}
-	slices.Sort(r.lat)
-	slices.Sort(r.lag)
+	slices.Sort(r.Lat)
+	slices.Sort(r.Lag)
 	return r
 }
+
+// pct is the p-th percentile of sorted ds (nearest rank; 100 is the max).
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(float64(len(ds))*p/100)) - 1
+	return ds[min(max(i, 0), len(ds)-1)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 type baselineServer struct {
 	addr string
@@ -347,6 +361,7 @@ func startBaseline(dir string) (*baselineServer, error) {
 		}),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug),
 	}
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -356,11 +371,81 @@ func startBaseline(dir string) (*baselineServer, error) {
 	return &baselineServer{addr: ln.Addr().String(), srv: srv}, nil
 }
 
-// cpuTime is the process's user and system CPU time.
+// cpuTime is this process's user and system CPU time.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runtimeStats are the Go runtime's view of a row: how many collections,
+// how long the world stopped for them, and how long runnable goroutines
+// waited for a CPU.
+type runtimeStats struct {
+	gcCycles        uint64
+	gcPauses, sched histogram
+}
+
+func readMetrics() runtimeStats {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/sched/pauses/total/gc:seconds"}, {Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	var st runtimeStats
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		st.gcCycles = s[0].Value.Uint64()
+	}
+	st.gcPauses, st.sched = histogramOf(s[1].Value), histogramOf(s[2].Value)
+	return st
+}
+
+func (st runtimeStats) since(old runtimeStats) runtimeStats {
+	return runtimeStats{gcCycles: st.gcCycles - old.gcCycles, gcPauses: st.gcPauses.since(old.gcPauses), sched: st.sched.since(old.sched)}
+}
+
+// histogram is a runtime/metrics histogram: counts[i] fall in
+// [buckets[i], buckets[i+1]).
+type histogram struct {
+	counts  []uint64
+	buckets []float64
+}
+
+func histogramOf(v metrics.Value) histogram {
+	if v.Kind() != metrics.KindFloat64Histogram {
+		return histogram{}
+	}
+	h := v.Float64Histogram()
+	return histogram{counts: slices.Clone(h.Counts), buckets: h.Buckets}
+}
+
+func (h histogram) since(old histogram) histogram {
+	d := histogram{counts: slices.Clone(h.counts), buckets: h.buckets}
+	for i := range min(len(d.counts), len(old.counts)) {
+		d.counts[i] -= old.counts[i]
+	}
+	return d
+}
+
+// quantile is the upper bound of the bucket holding quantile q (1: the
+// largest sample's).
+func (h histogram) quantile(q float64) time.Duration {
+	var total uint64
+	for _, c := range h.counts {
+		total += c
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := max(uint64(math.Ceil(q*float64(total))), 1)
+	var seen uint64
+	for i, c := range h.counts {
+		if seen += c; seen >= rank {
+			upper := h.buckets[i+1]
+			if math.IsInf(upper, 1) {
+				upper = h.buckets[i]
+			}
+			return time.Duration(upper * float64(time.Second))
+		}
+	}
+	return 0
 }
