@@ -1,5 +1,6 @@
 // Command bulwark-console runs the Bulwark Console: the REST API and UI on
-// :8083 and the Defender channel on :8084.
+// :8083, the Defender channel on :8084 and, when asked, the Kubernetes
+// admission controller.
 package main
 
 import (
@@ -31,6 +32,10 @@ Runs the Bulwark Console: the HTTPS REST API (and UI) for users and CI, and the
 mutual-TLS channel Defenders connect to. On first start it creates, in its data
 directory, the embedded store, a certificate authority (ECDSA P-256), the
 server certificates and the first admin user.
+
+With --admission-addr it also serves the Kubernetes admission controller
+(AdmissionReview v1 over HTTPS, a certificate from the Console CA); point a
+cluster at it with 'bulwarkctl admission webhook-config'.
 `
 
 const outro = `
@@ -42,12 +47,13 @@ Environment only:
 Examples:
   bulwark-console --data-dir /var/lib/bulwark
   BULWARK_ADMIN_PASSWORD=... bulwark-console --api-addr 127.0.0.1:8083
+  bulwark-console --admission-addr :8085 --admission-dns bulwark-admission.bulwark.svc
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg := console.Default()
 	fs := flagenv.New("bulwark-console", intro, outro, stderr)
-	var hosts, logLevel string
+	var hosts, admissionHosts, logLevel string
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the store, the CA and certificates (created 0700)")
 	fs.Env("data-dir", "BULWARK_DATA_DIR")
 	fs.StringVar(&cfg.APIAddr, "api-addr", cfg.APIAddr, "HTTPS address of the REST API and UI")
@@ -62,6 +68,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Env("tls-key", "BULWARK_TLS_KEY")
 	fs.StringVar(&hosts, "hosts", "", "comma-separated extra DNS names/IPs for Console-issued certificates")
 	fs.Env("hosts", "BULWARK_HOSTS")
+	fs.StringVar(&cfg.AdmissionAddr, "admission-addr", "", "HTTPS address of the Kubernetes admission controller, such as :8085 (default: off; it answers without credentials, as the API server calls it)")
+	fs.Env("admission-addr", "BULWARK_ADMISSION_ADDR")
+	fs.StringVar(&admissionHosts, "admission-dns", "", "comma-separated extra DNS names/IPs for the admission certificate, such as the Service's bulwark-admission.bulwark.svc")
+	fs.Env("admission-dns", "BULWARK_ADMISSION_DNS")
+	fs.IntVar(&cfg.AdmissionAuditRetention, "admission-audit-retention", cfg.AdmissionAuditRetention, "admission decisions kept in the audit (0 keeps all)")
+	fs.Env("admission-audit-retention", "BULWARK_ADMISSION_AUDIT_RETENTION")
 	fs.StringVar(&cfg.AdminUsername, "admin-username", cfg.AdminUsername, "name of the first admin, created on first start")
 	fs.Env("admin-username", "BULWARK_ADMIN_USERNAME")
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", cfg.TokenTTL, "lifetime of API tokens (1m..168h)")
@@ -81,11 +93,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, version)
 		return 0
 	}
-	for _, h := range strings.Split(hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			cfg.Hosts = append(cfg.Hosts, h)
-		}
-	}
+	cfg.Hosts = splitList(hosts)
+	cfg.AdmissionHosts = splitList(admissionHosts)
 	cfg.AdminPassword = getenv("BULWARK_ADMIN_PASSWORD")
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -116,4 +125,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 	return 0
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -18,6 +18,8 @@ func TestHelpNamesEveryFlagAndVariable(t *testing.T) {
 		"--channel-url", "BULWARK_CHANNEL_URL", "--tls-cert", "BULWARK_TLS_CERT", "--tls-key", "BULWARK_TLS_KEY",
 		"--hosts", "BULWARK_HOSTS", "--admin-username", "BULWARK_ADMIN_USERNAME", "--token-ttl", "BULWARK_TOKEN_TTL",
 		"--log-level", "BULWARK_LOG_LEVEL", "BULWARK_ADMIN_PASSWORD", "--version", "(default :8083)", "(default :8084)",
+		"--admission-addr", "BULWARK_ADMISSION_ADDR", "--admission-dns", "BULWARK_ADMISSION_DNS",
+		"--admission-audit-retention", "BULWARK_ADMISSION_AUDIT_RETENTION", "(default 100000)",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help does not mention %q:\n%s", want, help)
@@ -27,12 +29,12 @@ func TestHelpNamesEveryFlagAndVariable(t *testing.T) {
 
 func TestBadConfigurationIsReportedWhole(t *testing.T) {
 	var out, errOut bytes.Buffer
-	env := map[string]string{"BULWARK_API_ADDR": "nowhere", "BULWARK_TOKEN_TTL": "1s"}
+	env := map[string]string{"BULWARK_API_ADDR": "nowhere", "BULWARK_TOKEN_TTL": "1s", "BULWARK_ADMISSION_ADDR": "8085"}
 	code := run(context.Background(), []string{"--tls-cert", "x.pem"}, func(k string) string { return env[k] }, &out, &errOut)
 	if code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
 	}
-	for _, want := range []string{`api addr "nowhere"`, "token ttl 1s", "tls cert and tls key"} {
+	for _, want := range []string{`api addr "nowhere"`, "token ttl 1s", "tls cert and tls key", `admission addr "8085"`} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("error output lacks %q:\n%s", want, errOut.String())
 		}

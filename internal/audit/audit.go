@@ -1,5 +1,7 @@
-// Package audit defines the management audit record: who changed what in the
-// Console, through which API call, and with what result.
+// Package audit defines the Console's audit records: the management audit
+// (who changed what in the Console, through which API call, and with what
+// result) and the admission audit (what the admission controller decided
+// about a workload, and why).
 package audit
 
 import "time"

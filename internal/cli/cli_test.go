@@ -18,9 +18,9 @@ type testConsole struct {
 	caFile string
 }
 
-func startConsole(t *testing.T) *testConsole {
+func startConsole(t *testing.T, opts ...consoletest.Option) *testConsole {
 	t.Helper()
-	c := consoletest.Start(t)
+	c := consoletest.Start(t, opts...)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, c.CACertPEM(), 0o600); err != nil {
 		t.Fatal(err)

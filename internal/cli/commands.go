@@ -80,7 +80,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.flagConfigDir, "config-dir", "", "directory of the saved login, config.json (env "+envConfigDir+"; default "+defaultDir+")")
 
 	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.versionCommand(), a.usersCommand(), a.keysCommand(), a.auditsCommand(), a.defenderCommand(), a.policyCommand(), a.eventsCommand(),
-		a.complianceCommand(), a.customComplianceCommand(), a.scanCommand(), a.runtimeCommand())
+		a.complianceCommand(), a.customComplianceCommand(), a.admissionCommand(), a.scanCommand(), a.runtimeCommand())
 	return root
 }
 

@@ -219,7 +219,9 @@ func (a *app) policyCommand() *cobra.Command {
 runtime/host, compliance/container, compliance/host, vulnerability/images,
 vulnerability/host, firewall/app/container, cnns/container, admission. A
 policy is a JSON object with an ordered "rules" array; a new one is pushed to
-every connected Defender.`,
+every connected Defender. The admission policy also has mode (audit or
+enforce), exemptNamespaces, pssLevel and pssVersion; fields left out keep their
+defaults.`,
 		Args: args(),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}

@@ -1,5 +1,12 @@
 package compliance
 
+import "sync"
+
+// catalog is Catalog built once, for the paths that run per workload and
+// only read it (Evaluate, Apply, Lookup): building the catalog cost more
+// than evaluating it. Nothing changes it once built.
+var catalog = sync.OnceValue(Catalog)
+
 // Catalog returns every check, workload checks first, then host checks. The
 // slice is new on every call; callers may keep or change it.
 func Catalog() []Check {

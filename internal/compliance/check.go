@@ -102,9 +102,10 @@ func (c Check) DefaultEffect() Effect {
 	return EffectIgnore
 }
 
-// Lookup returns the catalog entry with the slug.
+// Lookup returns the catalog entry with the slug. Its slices are shared with
+// every caller: do not change them.
 func Lookup(slug string) (Check, bool) {
-	for _, c := range Catalog() {
+	for _, c := range catalog() {
 		if c.Slug == slug {
 			return c, true
 		}

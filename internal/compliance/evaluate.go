@@ -55,11 +55,13 @@ func (o Options) selects(slug string) bool {
 func Evaluate(w Workload, opts Options) []Finding {
 	e := &env{w: &w, opts: &opts, cri: w.RuntimeIsCRI()}
 	e.index()
-	for _, c := range Catalog() {
+	cat := catalog()
+	for i := range cat {
+		c := &cat[i] // read only; a copy per check would escape to the heap
 		if c.eval == nil || c.External || !opts.selects(c.Slug) {
 			continue
 		}
-		e.check = &c
+		e.check = c
 		c.eval(e)
 	}
 	for _, ev := range opts.Evaluators {

@@ -141,11 +141,13 @@ func (k *Kubelet) where(field string) string {
 // one ID for both).
 func EvaluateHost(h Host) []Finding {
 	e := &hostEnv{h: &h}
-	for _, c := range Catalog() {
+	cat := catalog()
+	for i := range cat {
+		c := &cat[i] // read only
 		if c.host == nil {
 			continue
 		}
-		e.check = &c
+		e.check = c
 		c.host(e)
 	}
 	return e.out

@@ -96,7 +96,7 @@ func (e Effect) valid() bool {
 }
 
 func (r CheckRef) known(custom []Check) bool {
-	return slices.ContainsFunc(Catalog(), r.Matches) || slices.ContainsFunc(custom, r.Matches)
+	return slices.ContainsFunc(catalog(), r.Matches) || slices.ContainsFunc(custom, r.Matches)
 }
 
 // String names the reference as the user wrote it: "id 5515" or "check \"net-raw\"".

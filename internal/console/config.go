@@ -1,5 +1,7 @@
 // Package console assembles the Bulwark Console: store, PKI, REST API on
-// :8083. Tests start it on :0 with New and Run.
+// :8083, the Defender channel on :8084 and, when configured, the Kubernetes
+// admission controller on its own HTTPS listener. Tests start it on :0 with
+// New and Run.
 package console
 
 import (
@@ -48,6 +50,18 @@ type Config struct {
 	// IncidentWindow groups the runtime audits of one container (or host)
 	// into one incident while each follows the last within it.
 	IncidentWindow time.Duration
+
+	// AdmissionAddr is where the Kubernetes admission controller takes
+	// AdmissionReviews over HTTPS; empty turns it off. It is off by default
+	// because it answers without credentials, as the API server calls
+	// webhooks, and so should be opened only where a cluster needs it.
+	AdmissionAddr string
+	// AdmissionHosts are extra DNS names or IPs of the admission listener's
+	// certificate, such as the Service's bulwark-admission.bulwark.svc.
+	AdmissionHosts []string
+	// AdmissionAuditRetention is how many admission decisions are kept;
+	// 0 keeps all of them.
+	AdmissionAuditRetention int
 }
 
 // Default returns the configuration of a Console started without options.
@@ -63,6 +77,8 @@ func Default() Config {
 		DefenderCertTTL:   365 * 24 * time.Hour,
 		HeartbeatInterval: 10 * time.Second,
 		IncidentWindow:    runtimepolicy.DefaultIncidentWindow,
+
+		AdmissionAuditRetention: 100_000,
 	}
 }
 
@@ -79,6 +95,16 @@ func (c Config) Validate() error {
 	}
 	if c.IncidentWindow <= 0 {
 		errs = append(errs, fmt.Errorf("incident window %s: want a positive duration", c.IncidentWindow))
+	}
+	if c.AdmissionAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdmissionAddr); err != nil {
+			errs = append(errs, fmt.Errorf("admission addr %q: want host:port, :port or empty (off)", c.AdmissionAddr))
+		}
+	} else if len(c.AdmissionHosts) > 0 {
+		errs = append(errs, errors.New("admission hosts: given, but the admission controller is off (set the admission addr)"))
+	}
+	if c.AdmissionAuditRetention < 0 {
+		errs = append(errs, fmt.Errorf("admission audit retention %d: want 0 (keep all) or more", c.AdmissionAuditRetention))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls cert and tls key: give both or neither"))

@@ -16,6 +16,7 @@ import (
 
 	"bulwark/api"
 	"bulwark/api/bulwarkv1"
+	"bulwark/internal/admission"
 	"bulwark/internal/audit"
 	"bulwark/internal/auth"
 	"bulwark/internal/channel"
@@ -38,6 +39,10 @@ type Console struct {
 	channelLn   net.Listener
 	fleet       *fleet
 	genPassword string
+
+	admission   *admission.Webhook // nil when the admission controller is off
+	admissionHS *http.Server
+	admissionLn net.Listener
 }
 
 const signingKeySetting = "auth.signing-key"
@@ -102,13 +107,20 @@ func New(ctx context.Context, cfg Config, version string, logger *slog.Logger) (
 		ConsoleVersion:    version,
 	}, c.fleet, logger)
 	c.fleet.server = c.channel
+	if cfg.AdmissionAddr != "" {
+		if err := c.startAdmission(ctx, now); err != nil {
+			return nil, err
+		}
+		c.fleet.onPolicy = c.admission.PolicyChanged
+	}
 
 	handler, err := httpapi.New(httpapi.Config{
-		Version:    version,
-		TokenTTL:   cfg.TokenTTL,
-		SigningKey: key,
-		BcryptCost: cfg.BcryptCost,
-		OpenAPI:    api.OpenAPI(),
+		Version:          version,
+		TokenTTL:         cfg.TokenTTL,
+		SigningKey:       key,
+		BcryptCost:       cfg.BcryptCost,
+		OpenAPI:          api.OpenAPI(),
+		AdmissionEnabled: c.admission != nil,
 	}, c.db, c.fleet, logger)
 	if err != nil {
 		return nil, err
@@ -131,6 +143,43 @@ func New(ctx context.Context, cfg Config, version string, logger *slog.Logger) (
 	}
 	c.apiLn = tls.NewListener(ln, tlsCfg)
 	return c, nil
+}
+
+// startAdmission creates the admission controller with the store's policy
+// and listens on its address with a certificate from the Console CA for the
+// configured hosts and admission hosts. HTTP/2 is offered, as the API server
+// uses it for webhooks when it can.
+func (c *Console) startAdmission(ctx context.Context, now time.Time) error {
+	hosts := append(append(pki.DefaultHosts(), c.cfg.Hosts...), c.cfg.AdmissionHosts...)
+	cert, err := pki.LoadOrCreateServerCert(filepath.Join(c.cfg.DataDir, "pki"), "admission", c.ca, hosts, now)
+	if err != nil {
+		return fmt.Errorf("admission certificate: %w", err)
+	}
+	retention := c.cfg.AdmissionAuditRetention
+	if retention == 0 {
+		retention = -1 // keep all
+	}
+	if c.admission, err = admission.New(ctx, admission.Config{AuditRetention: retention}, c.db, c.logger); err != nil {
+		return fmt.Errorf("admission controller: %w", err)
+	}
+	tlsCfg := pki.ServerTLSConfig(cert)
+	tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+	c.admissionHS = &http.Server{
+		Handler:           c.admission,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second, // an 8 MiB review from a slow API server
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug),
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.cfg.AdmissionAddr)
+	if err != nil {
+		return fmt.Errorf("listen admission: %w", err)
+	}
+	c.admissionLn = tls.NewListener(ln, tlsCfg)
+	return nil
 }
 
 // apiCertificate is the administrator's certificate when configured, else one
@@ -229,6 +278,24 @@ func (c *Console) ChannelAddr() net.Addr { return c.channelLn.Addr() }
 // ChannelURL is the address written into install bundles.
 func (c *Console) ChannelURL() string { return c.fleet.channelURL }
 
+// AdmissionAddr is the address the admission controller listens on, nil
+// when it is off.
+func (c *Console) AdmissionAddr() net.Addr {
+	if c.admissionLn == nil {
+		return nil
+	}
+	return c.admissionLn.Addr()
+}
+
+// AdmissionStats returns the admission controller's counters (zero when it
+// is off).
+func (c *Console) AdmissionStats() admission.Stats {
+	if c.admission == nil {
+		return admission.Stats{}
+	}
+	return c.admission.Stats()
+}
+
 // ChannelStats returns the channel's counters.
 func (c *Console) ChannelStats() channel.Stats { return c.channel.Stats() }
 
@@ -236,27 +303,37 @@ func (c *Console) ChannelStats() channel.Stats { return c.channel.Stats() }
 // gracefully.
 func (c *Console) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		errc := make(chan error, 1)
-		go func() { errc <- c.api.Serve(c.apiLn) }()
-		select {
-		case err := <-errc:
-			return fmt.Errorf("serve api: %w", err)
-		case <-gctx.Done():
-		}
-		shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := c.api.Shutdown(shCtx); err != nil {
-			return fmt.Errorf("shutdown api: %w", err)
-		}
-		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve api: %w", err)
-		}
-		return nil
-	})
+	g.Go(func() error { return serveHTTP(ctx, gctx, c.api, c.apiLn, "api") })
 	g.Go(func() error { return c.channel.Serve(gctx, c.channelLn) })
-	c.logger.Info("console listening", slog.String("api", c.apiLn.Addr().String()), slog.String("channel", c.channelLn.Addr().String()), slog.String("channel_url", c.fleet.channelURL))
+	attrs := []any{slog.String("api", c.apiLn.Addr().String()), slog.String("channel", c.channelLn.Addr().String()), slog.String("channel_url", c.fleet.channelURL)}
+	if c.admission != nil {
+		g.Go(func() error { return serveHTTP(ctx, gctx, c.admissionHS, c.admissionLn, "admission") })
+		g.Go(func() error { return c.admission.Run(gctx) })
+		attrs = append(attrs, slog.String("admission", c.admissionLn.Addr().String()))
+	}
+	c.logger.Info("console listening", attrs...)
 	return g.Wait()
+}
+
+// serveHTTP serves srv on ln until gctx is done, then shuts it down
+// gracefully within 10 s.
+func serveHTTP(ctx, gctx context.Context, srv *http.Server, ln net.Listener, name string) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", name, err)
+	case <-gctx.Done():
+	}
+	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shCtx); err != nil {
+		return fmt.Errorf("shutdown %s: %w", name, err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", name, err)
+	}
+	return nil
 }
 
 // defaultChannelURL names this host and the channel's port: the configured
@@ -277,7 +354,7 @@ func defaultChannelURL(configured string, actual net.Addr) string {
 // Close releases the listener and the store.
 func (c *Console) Close() error {
 	var errs []error
-	for _, ln := range []net.Listener{c.apiLn, c.channelLn} {
+	for _, ln := range []net.Listener{c.apiLn, c.channelLn, c.admissionLn} {
 		if ln != nil {
 			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)

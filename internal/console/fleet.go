@@ -29,6 +29,9 @@ type fleet struct {
 	logger     *slog.Logger
 	server     *channel.Server // set after construction
 	runtime    runtimeIngest
+	// onPolicy, when set, learns of every committed policy change too (the
+	// admission controller).
+	onPolicy func(context.Context, policy.Snapshot)
 
 	mu      sync.RWMutex
 	revoked map[string]bool // certificate serials
@@ -94,6 +97,9 @@ func (f *fleet) Revoked(id string, serials []string) {
 
 // PolicyChanged implements httpapi.Fleet.
 func (f *fleet) PolicyChanged(snap policy.Snapshot) {
+	if f.onPolicy != nil {
+		f.onPolicy(context.Background(), snap)
+	}
 	if f.server == nil {
 		return
 	}

@@ -17,7 +17,7 @@ import (
 // credentials, and checks the status. The matrix is written out here on
 // purpose, not derived from the code under test.
 func TestRBACMatrix(t *testing.T) {
-	c := consoletest.Start(t)
+	c := consoletest.Start(t, consoletest.WithAdmission())
 	roles := []string{"admin", "operator", "auditor", "ci-user", "defender-manager"}
 	for _, r := range roles[1:] {
 		createUser(t, c, "u-"+r, r, "pw-"+r+"-secret")
@@ -65,6 +65,7 @@ func TestRBACMatrix(t *testing.T) {
 		{"GET", "/api/v1/audits/mgmt", noBody, []string{"admin", "auditor"}, "", 200},
 		{"GET", "/api/v1/audits/runtime/container", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"GET", "/api/v1/audits/runtime/host", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"GET", "/api/v1/audits/admission", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"POST", "/api/v1/defenders/bundle", func(r string) string { return `{"id":"rbac-` + r + `"}` }, []string{"admin", "operator", "defender-manager"}, "", 200},
 		{"GET", "/api/v1/defenders", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"GET", "/api/v1/defenders/summary", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
@@ -89,6 +90,10 @@ func TestRBACMatrix(t *testing.T) {
 		{"PUT", "/api/v1/policies/runtime/container", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
 		{"GET", "/api/v1/policies/runtime/host", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"PUT", "/api/v1/policies/runtime/host", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
+		{"GET", "/api/v1/policies/admission", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
+		{"PUT", "/api/v1/policies/admission", func(string) string { return `{"mode":"audit"}` }, []string{"admin", "operator"}, "", 200},
+		// Without service or url: the role check passed when the answer is 400.
+		{"GET", "/api/v1/admission/webhook", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 400},
 		{"GET", "/api/v1/policies/{type}", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},
 		{"PUT", "/api/v1/policies/{type}", func(string) string { return `{"rules":[]}` }, []string{"admin", "operator"}, "", 200},
 		{"GET", "/api/v1/custom-compliance", noBody, []string{"admin", "operator", "auditor", "defender-manager"}, "", 200},

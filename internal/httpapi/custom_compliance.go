@@ -13,6 +13,7 @@ import (
 	"bulwark/api"
 	"bulwark/internal/audit"
 	"bulwark/internal/compliance"
+	"bulwark/internal/k8s"
 	"bulwark/internal/policy"
 	"bulwark/internal/rego"
 	"bulwark/internal/store"
@@ -208,15 +209,23 @@ func (s *Server) putCustomDocument(ctx context.Context, tx store.Writer, snap po
 	if err != nil {
 		return 0, badRequest("%v", err)
 	}
-	for _, typ := range compliancePolicyTypes() {
+	for _, typ := range append(compliancePolicyTypes(), k8s.PolicyTypeAdmission) {
 		pdoc, ok := snap.Policies[typ]
 		if !ok {
 			continue
 		}
-		if _, err := compliance.ParsePolicy(pdoc, was...); err != nil {
+		parse := func(custom []compliance.Check) error {
+			if typ == k8s.PolicyTypeAdmission {
+				_, err := k8s.ParseAdmissionPolicy(pdoc, custom...)
+				return err
+			}
+			_, err := compliance.ParsePolicy(pdoc, custom...)
+			return err
+		}
+		if parse(was) != nil {
 			continue // not valid before either: not this change's doing
 		}
-		if _, err := compliance.ParsePolicy(pdoc, will...); err != nil {
+		if err := parse(will); err != nil {
 			return 0, &conflictError{msg: fmt.Sprintf("the %s policy names this custom check; change the policy first (%v)", typ, err)}
 		}
 	}

@@ -26,6 +26,10 @@ type Config struct {
 	BcryptCost int
 	OpenAPI    []byte // the spec served at /api/v1/openapi.yaml
 	Now        func() time.Time
+	// AdmissionEnabled says that this Console serves the admission
+	// controller, so that GET /api/v1/admission/webhook may point a
+	// cluster at it.
+	AdmissionEnabled bool
 }
 
 // Server is the REST API. It is an http.Handler.
@@ -106,6 +110,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/audits/mgmt", auth.PermReadAudit, s.listAudits},
 		{"GET", "/api/v1/audits/runtime/container", auth.PermRead, s.listContainerAudits},
 		{"GET", "/api/v1/audits/runtime/host", auth.PermRead, s.listHostAudits},
+		{"GET", "/api/v1/audits/admission", auth.PermRead, s.listAdmissionAudits},
 		{"POST", "/api/v1/defenders/bundle", auth.PermManageDefenders, s.createBundle},
 		{"GET", "/api/v1/defenders", auth.PermRead, s.listDefenders},
 		{"GET", "/api/v1/defenders/summary", auth.PermRead, s.defendersSummary},
@@ -130,6 +135,9 @@ func (s *Server) routeTable() []route {
 		{"PUT", "/api/v1/policies/runtime/container", auth.PermWritePolicy, s.putRuntimePolicy(runtimepolicy.Container)},
 		{"GET", "/api/v1/policies/runtime/host", auth.PermRead, s.getRuntimePolicy(runtimepolicy.Host)},
 		{"PUT", "/api/v1/policies/runtime/host", auth.PermWritePolicy, s.putRuntimePolicy(runtimepolicy.Host)},
+		{"GET", "/api/v1/policies/admission", auth.PermRead, s.getAdmissionPolicy},
+		{"PUT", "/api/v1/policies/admission", auth.PermWritePolicy, s.putAdmissionPolicy},
+		{"GET", "/api/v1/admission/webhook", auth.PermRead, s.getAdmissionWebhook},
 		{"GET", "/api/v1/policies/{type...}", auth.PermRead, s.getPolicy},
 		{"PUT", "/api/v1/policies/{type...}", auth.PermWritePolicy, s.putPolicy},
 		{"GET", "/api/v1/custom-compliance", auth.PermRead, s.listCustomCompliance},

@@ -5,7 +5,9 @@
 // normalizes each into a compliance.Workload whose fields carry their paths
 // in the object and whose lines can be found again, evaluates the Pod
 // Security Standards through k8s.io/pod-security-admission, and reads the
-// bulwark.dev/ignore-check.<check> annotations.
+// bulwark.dev/ignore-check.<check> annotations. For the admission controller
+// it also parses the admission policy (AdmissionPolicy) and generates the
+// ValidatingWebhookConfiguration that sends workloads to it.
 //
 // The package is a library: bulwarkctl scan k8s and the admission webhook
 // share it, and it imports only the compliance domain package and

@@ -30,6 +30,7 @@ type Reader interface {
 	Setting(ctx context.Context, key string) ([]byte, error)
 	FleetReader
 	RuntimeReader
+	AdmissionReader
 }
 
 // Writer changes the store inside one transaction.
@@ -59,5 +60,6 @@ type Store interface {
 	// best-effort bookkeeping and may be coalesced.
 	TouchAccessKey(ctx context.Context, id string, at int64) error
 	FleetIngest
+	AdmissionIngest
 	Close() error
 }

@@ -22,10 +22,13 @@ const AdminPassword = "test-admin-password"
 // Console is a started Console and what a test needs to call it.
 type Console struct {
 	*console.Console
-	URL     string // https://127.0.0.1:PORT
-	DataDir string
-	Client  *http.Client // trusts the Console CA
-	stop    func()
+	URL string // https://127.0.0.1:PORT
+	// AdmissionURL is https://127.0.0.1:PORT/v1/admission when the
+	// admission controller is on (WithAdmission).
+	AdmissionURL string
+	DataDir      string
+	Client       *http.Client // trusts the Console CA
+	stop         func()
 }
 
 // Stop shuts the Console down and waits for it; the test's end does the same.
@@ -37,6 +40,12 @@ type Option func(*console.Config)
 
 // WithDataDir starts on an existing data dir (to test restarts).
 func WithDataDir(dir string) Option { return func(c *console.Config) { c.DataDir = dir } }
+
+// WithAdmission turns the admission controller on, on 127.0.0.1:0, with
+// extra names for its certificate.
+func WithAdmission(hosts ...string) Option {
+	return func(c *console.Config) { c.AdmissionAddr, c.AdmissionHosts = "127.0.0.1:0", hosts }
+}
 
 // WithConfig lets a test change anything else.
 func WithConfig(f func(*console.Config)) Option { return Option(f) }
@@ -83,10 +92,15 @@ func Start(t testing.TB, opts ...Option) *Console {
 	t.Cleanup(stop)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(c.CACertPEM())
+	admissionURL := ""
+	if a := c.AdmissionAddr(); a != nil {
+		admissionURL = "https://" + a.String() + "/v1/admission"
+	}
 	return &Console{
-		Console: c,
-		URL:     "https://" + c.APIAddr().String(),
-		DataDir: cfg.DataDir,
+		Console:      c,
+		AdmissionURL: admissionURL,
+		URL:          "https://" + c.APIAddr().String(),
+		DataDir:      cfg.DataDir,
 		Client: &http.Client{
 			Timeout:   30 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},

@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ComplianceFilters", testComplianceFilters},
 		{"RuntimeModels", testRuntimeModels},
 		{"Incidents", testIncidents},
+		{"AdmissionAudits", testAdmissionAudits},
+		{"AdmissionAuditsPrune", testAdmissionAuditsPrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
