@@ -90,11 +90,25 @@ func (e *enforcerDouble) Mechanisms() []bulwarkv1.Mechanism {
 	}
 }
 
-func (e *enforcerDouble) Apply(_ context.Context, ts []EnforceTarget) error {
+// Apply says every kind the double has a mechanism for is in force, and
+// the host's rules are not: as the kernel enforcer does.
+func (e *enforcerDouble) Apply(_ context.Context, ts []EnforceTarget) []EnforceStatus {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.applied = append(e.applied, ts)
-	return nil
+	out := make([]EnforceStatus, len(ts))
+	for i, t := range ts {
+		out[i].ContainerID = t.ContainerID
+		for _, k := range wantedKinds(t.Enforcement) {
+			switch {
+			case t.ContainerID == "":
+				out[i].Notes = append(out[i].Notes, k+": the host is not enforced")
+			case k != rp.EnforceListen:
+				out[i].Kinds = append(out[i].Kinds, k)
+			}
+		}
+	}
+	return out
 }
 
 func (e *enforcerDouble) last() []EnforceTarget {
