@@ -294,14 +294,15 @@ func (d *defense) observe(kind string, at time.Time, rt *event.Runtime) {
 }
 
 // enforcerReports says whether an event's finding is the enforcer's to
-// report: the kernel denies that kind of action in the workload now, and
-// the event is an attempt the kernel refused. The sensor reports writes as
+// report: the kernel denies that kind of action in the workload now (every
+// rule of it: where some are not, an audit too many beats one missing),
+// and the event is an attempt the kernel refused. The sensor reports writes as
 // attempts (at the syscall's entry), so every one of them under a denied
 // path was refused; connects and listens it reports with their result, so
 // one that did not fail with EPERM, or a listen that did not fail, was not
 // denied; an exec it reports has happened.
 func enforcerReports(w *tracked, kind string, rt *event.Runtime, f rp.Finding) bool {
-	if f.Enforce == "" || !w.enforce.enforces(f.Enforce) {
+	if f.Enforce == "" || !w.enforce.enforcesAll(f.Enforce) {
 		return false
 	}
 	switch kind {
@@ -774,6 +775,9 @@ func (d *defense) blockLoop(ctx context.Context) {
 			a := j.audit
 			if d.stopper == nil {
 				a.Audit.BlockError = "this Defender cannot stop containers (no runtime stopper)"
+				if d.cfg.noEnforcer != "" {
+					a.Audit.BlockError = "this Defender stops no container: " + d.cfg.noEnforcer
+				}
 			} else {
 				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				err := d.stopper.Stop(sctx, j.container)

@@ -42,7 +42,7 @@ type EnforceTarget struct {
 type EnforceStatus struct {
 	ContainerID string
 	// Kinds are the kinds of action the kernel denies in the target now,
-	// as far as its rules name them.
+	// some rules of, or all when Notes say nothing of the kind.
 	Kinds []string
 	// Notes say what the target's rules ask to prevent that the kernel
 	// does not deny, each "<kind>: <what and why>" (kind as in Kinds).
@@ -56,6 +56,11 @@ type EnforceStatus struct {
 
 // enforces says whether kind is in force.
 func (s EnforceStatus) enforces(kind string) bool { return slices.Contains(s.Kinds, kind) }
+
+// enforcesAll says whether every rule of kind is in force.
+func (s EnforceStatus) enforcesAll(kind string) bool {
+	return s.enforces(kind) && s.noteFor(kind) == ""
+}
 
 // noteFor is the first note about kind, "" when none.
 func (s EnforceStatus) noteFor(kind string) string {

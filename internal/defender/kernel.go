@@ -220,7 +220,7 @@ func (k *kernelEnforcer) Apply(ctx context.Context, targets []EnforceTarget) []E
 			continue
 		}
 		for _, kind := range kinds[j] {
-			if k.mechanismFor(kind) != enforcer.MechanismNone && st.noteFor(kind) == "" {
+			if k.mechanismFor(kind) != enforcer.MechanismNone {
 				st.Kinds = append(st.Kinds, kind)
 			}
 		}
