@@ -36,6 +36,7 @@ type defendedOpts struct {
 	image       string   // io.bulwark.image: what the rules' collections match
 	hostNetwork bool     // share the host's network namespace (the test's loopback listeners)
 	files       []string // copies of busybox at these paths (files of their own, not applet links)
+	args        []string // the init's command; default sleep 600
 }
 
 // runDefended starts a container whose init sleeps; it is killed and
@@ -89,6 +90,9 @@ func runDefended(t *testing.T, o defendedOpts) *defended {
 	proc := spec["process"].(map[string]any)
 	proc["terminal"] = false
 	proc["args"] = []string{"sleep", "600"}
+	if o.args != nil {
+		proc["args"] = o.args
+	}
 	spec["annotations"] = map[string]string{"io.bulwark.image": o.image}
 	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
 	if o.hostNetwork {

@@ -66,13 +66,18 @@ type defense struct {
 	unsaved      bool                   // models changed since models.json was written
 	workloads    map[string]*tracked    // by container ID; "" is the host
 	enforceDirty bool
-	retryAt      time.Time // a target to apply again, not before then
+	retryAt      time.Time     // a target to apply again, not before then
+	retryDelay   time.Duration // between applies while a target cannot be applied yet
 	mechanisms   map[string]bulwarkv1.Mechanism
 }
 
-// retryGap spaces the applies of a target that could not be applied yet
-// (a container still starting).
-const retryGap = time.Second
+// A target that could not be applied (a container still starting) is
+// applied again after retryFirst, then at doubling gaps up to retryMax
+// while it still cannot be.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 10 * time.Second
+)
 
 // blockJob is a container to stop and the audit to send once it is.
 type blockJob struct {
@@ -616,12 +621,19 @@ func (d *defense) run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		d.step(ctx)
+		var retry <-chan time.Time // sooner than the tick
+		d.mu.Lock()
+		if wait := d.retryAt.Sub(d.now()); d.enforceDirty && wait > 0 && wait < d.cfg.tick {
+			retry = time.After(wait)
+		}
+		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			d.saveModels()
 			return nil
 		case <-t.C:
 		case <-d.wake:
+		case <-retry:
 		}
 	}
 }
@@ -706,22 +718,30 @@ func (d *defense) applied(targets []EnforceTarget, sts []EnforceStatus, now time
 		if st.Retry {
 			retry = true
 		}
-		if !slices.Equal(st.Kinds, w.enforce.Kinds) || !slices.Equal(st.Notes, w.enforce.Notes) {
-			what := "the host"
-			if k != "" {
-				what = k
-			}
-			if len(st.Notes) > 0 {
-				d.logger.Warn("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds), slog.String("not enforced", strings.Join(st.Notes, "; ")))
-			} else {
-				d.logger.Info("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds))
-			}
+		what := "the host"
+		if k != "" {
+			what = k
+		}
+		switch {
+		case st.Retry && d.retryDelay == retryMax:
+			// Still failing after every retry: not a container starting.
+			d.logger.Warn("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds), slog.String("not enforced", strings.Join(st.Notes, "; ")))
+		case slices.Equal(st.Kinds, w.enforce.Kinds) && slices.Equal(st.Notes, w.enforce.Notes):
+		case st.Retry:
+			d.logger.Debug("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds), slog.String("not yet", strings.Join(st.Notes, "; ")))
+		case len(st.Notes) > 0:
+			d.logger.Warn("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds), slog.String("not enforced", strings.Join(st.Notes, "; ")))
+		default:
+			d.logger.Info("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds))
 		}
 		w.enforce = st
 	}
-	if retry {
-		d.enforceDirty, d.retryAt = true, now.Add(retryGap)
+	if !retry {
+		d.retryDelay = 0
+		return
 	}
+	d.retryDelay = min(max(2*d.retryDelay, retryFirst), retryMax)
+	d.enforceDirty, d.retryAt = true, now.Add(d.retryDelay)
 }
 
 // targets compiles the enforcement of every known container and the host.

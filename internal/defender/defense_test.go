@@ -651,16 +651,25 @@ func TestUnenforcedWritesAreAudited(t *testing.T) {
 		}
 	}
 	// A new container is applied at once; the failed target is tried
-	// again, not before retryGap.
+	// again after retryFirst, then at doubling gaps.
 	d.step(t.Context())
 	d.step(t.Context())
 	if n := len(enf.applied); n != 2 {
 		t.Errorf("applied %d times, want 2: at first, and for the new container", n)
 	}
-	d.now = func() time.Time { return t0.Add(time.Second + retryGap) }
-	d.step(t.Context())
-	if n := len(enf.applied); n != 3 {
-		t.Errorf("applied %d times after retryGap, want 3", n)
+	at := t0.Add(time.Second)
+	for i, gap := range []time.Duration{2 * retryFirst, 4 * retryFirst} {
+		d.now = func() time.Time { return at.Add(gap - time.Millisecond) }
+		d.step(t.Context())
+		if n := len(enf.applied); n != 2+i {
+			t.Errorf("applied %d times before the retry gap %v, want %d", n, gap, 2+i)
+		}
+		at = at.Add(gap)
+		d.now = func() time.Time { return at }
+		d.step(t.Context())
+		if n := len(enf.applied); n != 3+i {
+			t.Errorf("applied %d times after the retry gap %v, want %d", n, gap, 3+i)
+		}
 	}
 }
 

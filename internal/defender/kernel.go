@@ -1,6 +1,7 @@
 package defender
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -169,7 +170,8 @@ func (k *kernelEnforcer) Apply(ctx context.Context, targets []EnforceTarget) []E
 			continue
 		}
 		if !relisted && !k.listed(t.ContainerID) {
-			k.list() // started since the last list
+			// Started since the last list, or again under the same ID.
+			k.list()
 			relisted = true
 		}
 		cgPath, pid, gone, err := k.locate(t)
@@ -262,12 +264,17 @@ func wantedKinds(e rp.Enforcement) []string {
 	return out
 }
 
-// listed says whether the last list of the runtime's containers has id.
+// listed says whether the last list of the runtime's containers has id,
+// with its init still in its cgroup.
 func (k *kernelEnforcer) listed(id string) bool {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	_, ok := k.running[id]
-	return ok
+	info, ok := k.running[id]
+	k.mu.Unlock()
+	if !ok || info.InitPID <= 0 {
+		return false
+	}
+	p, err := cgroupOf(k.procRoot, info.InitPID)
+	return err == nil && p == info.CgroupPath
 }
 
 // list reads the containers the runtime runs now; false when it could not.
@@ -294,7 +301,10 @@ func (k *kernelEnforcer) list() ([]RunningContainer, bool) {
 }
 
 // locate finds a container's own cgroup (relative to the cgroup2 root) and
-// a process in it; gone when the cgroup no longer exists.
+// a process in it that has entered the container's root: its init, else the
+// oldest such. (While runc starts a container, its first processes in the
+// cgroup are still in the host's root and mounts, which the enforcer must
+// never watch.) gone: the cgroup no longer exists.
 func (k *kernelEnforcer) locate(t EnforceTarget) (cgPath string, pid int, gone bool, err error) {
 	k.mu.Lock()
 	info, ok := k.running[t.ContainerID]
@@ -312,21 +322,74 @@ func (k *kernelEnforcer) locate(t EnforceTarget) (cgPath string, pid int, gone b
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return "", 0, true, nil
 	}
-	if info.InitPID > 0 {
-		if p, err := cgroupOf(k.procRoot, info.InitPID); err == nil && p == info.CgroupPath {
-			return info.CgroupPath, info.InitPID, false, nil
-		}
+	if info.InitPID > 0 && k.inContainer(info.InitPID, info.CgroupPath) {
+		return info.CgroupPath, info.InitPID, false, nil
 	}
 	b, err := os.ReadFile(dir + "/cgroup.procs")
 	if err != nil {
 		return "", 0, false, fmt.Errorf("processes of cgroup %s: %w", info.CgroupPath, err)
 	}
-	for _, f := range strings.Fields(string(b)) {
+	type proc struct {
+		pid   int
+		start uint64
+	}
+	var procs []proc
+	for i, f := range strings.Fields(string(b)) {
+		if i == maxProcs {
+			break
+		}
 		if n, err := strconv.Atoi(f); err == nil && n > 0 {
-			return info.CgroupPath, n, false, nil
+			if start, ok := startTicks(k.procRoot, n); ok {
+				procs = append(procs, proc{n, start})
+			}
 		}
 	}
-	return "", 0, false, fmt.Errorf("cgroup %s has no process yet", info.CgroupPath)
+	slices.SortFunc(procs, func(a, b proc) int { return cmp.Compare(a.start, b.start) })
+	for _, p := range procs {
+		if k.inContainer(p.pid, info.CgroupPath) {
+			return info.CgroupPath, p.pid, false, nil
+		}
+	}
+	return "", 0, false, fmt.Errorf("no process of cgroup %s is in the container's root yet", info.CgroupPath)
+}
+
+// inContainer says whether pid is in cgroup cgPath with a root directory
+// of its own, not the host's.
+func (k *kernelEnforcer) inContainer(pid int, cgPath string) bool {
+	if p, err := cgroupOf(k.procRoot, pid); err != nil || p != cgPath {
+		return false
+	}
+	var root, host unix.Stat_t
+	if unix.Stat(k.procRoot+"/"+strconv.Itoa(pid)+"/root/", &root) != nil {
+		return false
+	}
+	if unix.Stat(k.procRoot+"/1/root/", &host) != nil {
+		return true // the host's root is not known: nothing to tell it from
+	}
+	return root.Dev != host.Dev || root.Ino != host.Ino
+}
+
+// maxProcs bounds the processes of a cgroup looked at for its oldest.
+const maxProcs = 256
+
+// startTicks is when a process started, in clock ticks since boot
+// (/proc/<pid>/stat field 22).
+func startTicks(procRoot string, pid int) (uint64, bool) {
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) is in parentheses and may hold anything.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 20 { // fields 3…22
+		return 0, false
+	}
+	n, err := strconv.ParseUint(fields[19], 10, 64)
+	return n, err == nil
 }
 
 // cgroupOf is a process's cgroup2 path.
