@@ -522,6 +522,10 @@ int cg_bind6(struct bpf_sock_addr *ctx)
 
 /* ---- syscall tracepoints for the fanotify decisions ---- */
 
+/* A thread's entry is written only by the thread itself, and user space
+ * reads it only while the thread waits inside the syscall for the decision:
+ * plain stores into the entry are enough, and the hot path avoids the LRU
+ * map's locked update and delete once a thread has an entry. */
 static __always_inline int remember(__u32 flags, __u32 op)
 {
 	__u64 cg = bpf_get_current_cgroup_id();
@@ -529,8 +533,15 @@ static __always_inline int remember(__u32 flags, __u32 op)
 	if (!t || !(t->kinds & (KBIT(EF_K_EXEC) | KBIT(EF_K_WRITE))))
 		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct tid_val v = {.cgroup = cg, .flags = flags, .op = op};
-	bpf_map_update_elem(&tids, &tid, &v, BPF_ANY);
+	struct tid_val *v = bpf_map_lookup_elem(&tids, &tid);
+	if (v) {
+		v->cgroup = cg;
+		v->flags = flags;
+		v->op = op;
+		return 0;
+	}
+	struct tid_val nv = {.cgroup = cg, .flags = flags, .op = op};
+	bpf_map_update_elem(&tids, &tid, &nv, BPF_ANY);
 	return 0;
 }
 
@@ -540,7 +551,9 @@ static __always_inline int remember(__u32 flags, __u32 op)
 static __always_inline int forget(void)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&tids, &tid);
+	struct tid_val *v = bpf_map_lookup_elem(&tids, &tid);
+	if (v)
+		v->op = 0;
 	return 0;
 }
 

@@ -29,7 +29,7 @@ enum ef_mech {
 	EF_M_CGROUP = 2,
 };
 
-/* tid_val.op: the syscall a thread of a target is in. */
+/* tid_val.op: the syscall a thread of a target is in; 0 when it is in none. */
 enum ef_op {
 	EF_OP_OPEN = 1,
 	EF_OP_EXEC = 2,

@@ -315,8 +315,19 @@ func (g *fanGroup) handle(p *pendingEvent) {
 	}
 	v := g.decide(p.ev)
 	response := uint32(unix.FAN_ALLOW)
+	var denied Prevented
 	if !v.allow {
 		response = unix.FAN_DENY
+		// Who asked is read before the answer: once denied, a short-lived
+		// caller may exit before /proc is read, leaving the audit without
+		// its process.
+		tid := uint32(p.ev.pid) //nolint:gosec // G115: a thread id
+		tgid, uid := g.e.idsOf(tid)
+		denied = Prevented{
+			Kind: v.kind, Mechanism: MechanismFanotify, Rule: v.rule,
+			ContainerID: g.c.t.ContainerID, CgroupID: g.c.cgroup,
+			PID: tgid, TID: tid, UID: uid, Comm: g.e.commOf(tid), Path: v.path,
+		}
 	}
 	if !g.answer(p, response) {
 		return
@@ -324,13 +335,8 @@ func (g *fanGroup) handle(p *pendingEvent) {
 	g.e.stats.decisions.Add(1)
 	g.e.stats.decisionNs.Add(uint64(time.Since(p.read))) //nolint:gosec // G115: a positive duration
 	if !v.allow {
-		tid := uint32(p.ev.pid) //nolint:gosec // G115: a thread id
-		tgid, uid := g.e.idsOf(tid)
-		g.e.report(Prevented{
-			Time: time.Now(), Kind: v.kind, Mechanism: MechanismFanotify, Rule: v.rule,
-			ContainerID: g.c.t.ContainerID, CgroupID: g.c.cgroup,
-			PID: tgid, TID: tid, UID: uid, Comm: g.e.commOf(tid), Path: v.path,
-		})
+		denied.Time = time.Now()
+		g.e.report(denied)
 		return
 	}
 	if v.cache != 0 {
@@ -369,7 +375,7 @@ func (g *fanGroup) decide(ev fanEvent) verdict {
 	c := g.c
 	tid := uint32(ev.pid) //nolint:gosec // G115: a thread id
 	var tv enforcerTidVal
-	known := g.e.k.maps.Tids.Lookup(tid, &tv) == nil
+	known := g.e.k.maps.Tids.Lookup(tid, &tv) == nil && tv.Op != 0
 	switch {
 	case known && tv.Cgroup != c.cgroup:
 		return allow // another cgroup's process through this container's mount
