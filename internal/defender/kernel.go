@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -201,12 +202,16 @@ func (k *kernelEnforcer) Apply(ctx context.Context, targets []EnforceTarget) []E
 	for _, e := range flatten(err) {
 		if te, ok := errors.AsType[*enforcer.TargetError](e); ok {
 			failed[te.Index] = te.Err
-		} else if e != nil {
-			k.logger.Error("apply enforcement", slog.Any("err", e))
-			for j := range ets {
-				failed[j] = e // nothing tells which targets it hit
-			}
+			continue
 		}
+		if errors.Is(e, enforcer.ErrClosed) || errors.Is(e, context.Canceled) || errors.Is(e, context.DeadlineExceeded) {
+			for j := range ets {
+				failed[j] = e // Apply stopped: nothing is known to be in force
+			}
+			continue
+		}
+		// The rest is about removing the targets no longer wanted.
+		k.logger.Warn("enforcement: remove what no target needs", slog.Any("err", e))
 	}
 	for j, i := range index {
 		st := &sts[i]
@@ -406,10 +411,11 @@ func cgroupOf(procRoot string, pid int) (string, error) {
 	return "", errors.New("no cgroup2 line")
 }
 
-// watch keeps the defense's list of containers current: the cgroup tree's
-// counts change when a cgroup is created or removed, and the runtime's
-// containers are listed again then (for a while, until a new container's
-// record is written) and every relistEvery anyway.
+// watch keeps the defense's list of containers current. The cgroup tree's
+// counts change when a cgroup is created or removed; for a while after (a
+// new container's runc state is written once its init is set up), the runc
+// state roots are looked at on every poll, and the containers are listed
+// again whenever their state files changed, and every relistEvery anyway.
 func (k *kernelEnforcer) watch(ctx context.Context, d *defense) {
 	const (
 		poll        = 50 * time.Millisecond
@@ -418,17 +424,24 @@ func (k *kernelEnforcer) watch(ctx context.Context, d *defense) {
 	)
 	t := time.NewTicker(poll)
 	defer t.Stop()
-	stamp, _ := cgroupStamp(k.cgroupRoot)
+	cgStamp, _ := cgroupStamp(k.cgroupRoot)
+	stStamp := stateStamp(k.rcfg.RuncRoots)
 	var changed, listedAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if s, ok := cgroupStamp(k.cgroupRoot); ok && s != stamp {
-				stamp, changed = s, now
+			if s, ok := cgroupStamp(k.cgroupRoot); ok && s != cgStamp {
+				cgStamp, changed = s, now
 			}
-			if now.Sub(changed) < settle || now.Sub(listedAt) >= relistEvery {
+			relist := now.Sub(listedAt) >= relistEvery
+			if now.Sub(changed) < settle {
+				if s := stateStamp(k.rcfg.RuncRoots); s != stStamp {
+					stStamp, relist = s, true
+				}
+			}
+			if relist {
 				if cs, ok := k.list(); ok {
 					d.containersRunning(cs)
 				}
@@ -436,6 +449,30 @@ func (k *kernelEnforcer) watch(ctx context.Context, d *defense) {
 			}
 		}
 	}
+}
+
+// stateStamp is what changes in the runc state roots when a container is
+// created, changes state or is deleted: each state directory and its
+// state.json's modification time.
+func stateStamp(patterns []string) string {
+	var b strings.Builder
+	for _, p := range patterns {
+		dirs := []string{p}
+		if strings.ContainsAny(p, "*?[") {
+			dirs, _ = filepath.Glob(p)
+		}
+		for _, dir := range dirs {
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				var mtime int64
+				if fi, err := os.Stat(filepath.Join(dir, e.Name(), "state.json")); err == nil {
+					mtime = fi.ModTime().UnixNano()
+				}
+				fmt.Fprintf(&b, "%s/%s %d\n", dir, e.Name(), mtime)
+			}
+		}
+	}
+	return b.String()
 }
 
 // cgroupStamp is what changes in the root's cgroup.stat when a cgroup is

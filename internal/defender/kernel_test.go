@@ -345,3 +345,65 @@ func TestKernelEnforcerInRuncContainer(t *testing.T) {
 		t.Errorf("Apply after the container stopped = %+v, want it gone", sts)
 	}
 }
+
+func TestStamps(t *testing.T) {
+	dir := t.TempDir()
+	roots := []string{filepath.Join(dir, "runc"), filepath.Join(dir, "containerd", "*")}
+	if err := os.MkdirAll(filepath.Join(dir, "containerd", "k8s.io"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s0 := stateStamp(roots)
+	state := filepath.Join(dir, "containerd", "k8s.io", "c1", "state.json")
+	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s1 := stateStamp(roots)
+	if err := os.WriteFile(state, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := stateStamp(roots)
+	if err := os.Chtimes(state, time.Now(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	s3 := stateStamp(roots)
+	if s0 == s1 || s1 == s2 || s2 == s3 {
+		t.Errorf("stateStamp did not change with a new container directory, its state.json and a rewrite: %q %q %q %q", s0, s1, s2, s3)
+	}
+	if again := stateStamp(roots); again != s3 {
+		t.Errorf("stateStamp changed with nothing changed: %q, then %q", s3, again)
+	}
+
+	cg := t.TempDir()
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.stat"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("nr_descendants 3\nnr_subsys_cpu 2\nnr_dying_descendants 0\n")
+	a, ok := cgroupStamp(cg)
+	write("nr_descendants 3\nnr_subsys_cpu 9\nnr_dying_descendants 0\n")
+	b, _ := cgroupStamp(cg)
+	write("nr_descendants 3\nnr_dying_descendants 1\n")
+	c, _ := cgroupStamp(cg)
+	if !ok || a != b || b == c {
+		t.Errorf("cgroupStamp = %q (%v), %q, %q; want a change of dying descendants only to count", a, ok, b, c)
+	}
+	if _, ok := cgroupStamp(t.TempDir()); ok {
+		t.Error("cgroupStamp of a directory without cgroup.stat = ok")
+	}
+}
+
+func TestProcFacts(t *testing.T) {
+	start, ok := startTicks("/proc", os.Getpid())
+	first, ok1 := startTicks("/proc", 1)
+	if !ok || !ok1 || start < first {
+		t.Errorf("startTicks(self) = %d, %v; startTicks(1) = %d, %v; want both, pid 1 first", start, ok, first, ok1)
+	}
+	if _, ok := startTicks("/proc", 1<<30); ok {
+		t.Error("startTicks of no process = ok")
+	}
+	if p, err := cgroupOf("/proc", os.Getpid()); err != nil || !strings.HasPrefix(p, "/") {
+		t.Errorf("cgroupOf(self) = %q, %v; want a cgroup2 path", p, err)
+	}
+}
