@@ -65,15 +65,17 @@ type defense struct {
 	dirty        map[string]bool        // models changed since sent; true: send now
 	unsaved      bool                   // models changed since models.json was written
 	workloads    map[string]*tracked    // by container ID; "" is the host
-	enforceDirty bool
-	retryAt      time.Time     // a target to apply again, not before then
+	enforceDirty bool                   // the targets changed: apply them at the next step
+	retrying     bool                   // a target could not be applied: apply again at retryAt
+	retryAt      time.Time
 	retryDelay   time.Duration // between applies while a target cannot be applied yet
 	mechanisms   map[string]bulwarkv1.Mechanism
 }
 
 // A target that could not be applied (a container still starting) is
 // applied again after retryFirst, then at doubling gaps up to retryMax
-// while it still cannot be.
+// while it still cannot be; a change (a policy, a container) is applied at
+// once all the same.
 const (
 	retryFirst = 100 * time.Millisecond
 	retryMax   = 10 * time.Second
@@ -376,7 +378,6 @@ func (d *defense) tracked(rt *event.Runtime) *tracked {
 // first processes must not wait for the next tick. Called with d.mu held.
 func (d *defense) newWorkload() {
 	d.enforceDirty = true
-	d.retryAt = time.Time{}
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -623,7 +624,7 @@ func (d *defense) run(ctx context.Context) error {
 		d.step(ctx)
 		var retry <-chan time.Time // sooner than the tick
 		d.mu.Lock()
-		if wait := d.retryAt.Sub(d.now()); d.enforceDirty && wait > 0 && wait < d.cfg.tick {
+		if wait := d.retryAt.Sub(d.now()); d.retrying && wait > 0 && wait < d.cfg.tick {
 			retry = time.After(wait)
 		}
 		d.mu.Unlock()
@@ -673,10 +674,10 @@ func (d *defense) step(ctx context.Context) {
 		}
 	}
 	var targets []EnforceTarget
-	apply := d.enforceDirty && d.enforcer != nil && !now.Before(d.retryAt)
+	apply := d.enforcer != nil && (d.enforceDirty || d.retrying && !now.Before(d.retryAt))
 	if apply {
 		targets = d.targets()
-		d.enforceDirty = false
+		d.enforceDirty, d.retrying = false, false
 	}
 	d.mu.Unlock()
 
@@ -741,7 +742,7 @@ func (d *defense) applied(targets []EnforceTarget, sts []EnforceStatus, now time
 		return
 	}
 	d.retryDelay = min(max(2*d.retryDelay, retryFirst), retryMax)
-	d.enforceDirty, d.retryAt = true, now.Add(d.retryDelay)
+	d.retrying, d.retryAt = true, now.Add(d.retryDelay)
 }
 
 // targets compiles the enforcement of every known container and the host.

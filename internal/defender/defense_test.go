@@ -671,6 +671,12 @@ func TestUnenforcedWritesAreAudited(t *testing.T) {
 			t.Errorf("applied %d times after the retry gap %v, want %d", n, gap, 3+i)
 		}
 	}
+	// A policy change does not wait for the retry.
+	setRuntimePolicy(t, d, 2, lock, nil)
+	d.step(t.Context())
+	if n := len(enf.applied); n != 5 {
+		t.Errorf("applied %d times after a policy change, want 5: at once", n)
+	}
 }
 
 // TestContainersRunning: containers the runtime lists are enforced before
