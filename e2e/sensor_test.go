@@ -343,7 +343,8 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 
 	// And it denies a binary in a container.
-	putRuntimePolicy(t, c, state, `{"rules":[{"name":"deny tool","processes":{"deniedList":{"effect":"prevent","paths":["/usr/local/bin/echo"]}}}]}`)
+	putRuntimePolicy(t, c, state, `{"rules":[{"name":"deny tool","collections":[{"name":"narrow","images":["registry.local/narrow:*"]}],
+	  "processes":{"deniedList":{"effect":"prevent","paths":["/usr/local/bin/echo"]}}}]}`)
 	ctr := runDefended(t, defendedOpts{image: "registry.local/narrow:1", files: []string{"/usr/local/bin/echo"}})
 	waitEnforced(t, state, ctr.id, "exec")
 	ctr.checkDenied(t)
