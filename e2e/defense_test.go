@@ -398,6 +398,13 @@ func checkLeaks(t *testing.T) *leakCheck {
 		if left := lc.leaked(after); len(left) > 0 {
 			t.Errorf("kernel state left after the test: %v", left)
 		}
+		lc.mu.Lock()
+		if len(lc.ids) == 0 {
+			t.Errorf("no Defender of the test was seen holding BPF programs: nothing was checked")
+		}
+		t.Logf("the Defenders held %d BPF programs (%d names); none is loaded after the test; BPF programs loaded: %d before, %d after",
+			len(lc.ids), len(lc.names), len(lc.before.progs), len(after.progs))
+		lc.mu.Unlock()
 		if len(after.fanGrps) > len(lc.before.fanGrps) {
 			t.Errorf("fanotify groups before the test %v, after %v", lc.before.fanGrps, after.fanGrps)
 		}
