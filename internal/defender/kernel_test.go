@@ -407,3 +407,47 @@ func TestProcFacts(t *testing.T) {
 		t.Errorf("cgroupOf(self) = %q, %v; want a cgroup2 path", p, err)
 	}
 }
+
+// TestEnforceConfig: the Enforcer in the Config is used and reported
+// without a sensor; --enforce=off prevents and stops nothing and says so.
+func TestEnforceConfig(t *testing.T) {
+	if err := (func() Config { c := Default(); c.Enforce = "sometimes"; return c })().Validate(); err == nil || !strings.Contains(err.Error(), `enforce "sometimes"`) {
+		t.Errorf("Validate(enforce sometimes) = %v, want an error naming it", err)
+	}
+	start := func(t *testing.T, mode string, enf Enforcer) *Defender {
+		t.Helper()
+		cfg := Default()
+		cfg.Shim, cfg.Sensor, cfg.Compliance, cfg.Enforce, cfg.Enforcer = ShimOff, false, false, mode, enf
+		cfg.BundleDir, cfg.StateDir, cfg.SpoolMaxBytes = testBundle(t, "enforce-"+mode), t.TempDir(), 16<<20
+		d, err := New(cfg, "test", slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	t.Run("auto", func(t *testing.T) {
+		d := start(t, EnforceAuto, &enforcerDouble{})
+		si := d.hello().Sensor
+		if si == nil || len(si.Enforcement) != 4 || si.Enforcement[0].Mechanism != "fanotify" || len(si.Probes) != 0 {
+			t.Errorf("hello sensor = %+v, want the double's 4 mechanisms and no probes", si)
+		}
+		if d.defense.stopper == nil {
+			t.Error("no stopper with enforcement on")
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		d := start(t, EnforceOff, &enforcerDouble{})
+		if si := d.hello().Sensor; si != nil {
+			t.Errorf("hello sensor = %+v, want none: no sensor, no enforcer", si)
+		}
+		if d.defense.enforcer != nil || d.defense.stopper != nil || d.kernel != nil {
+			t.Error("enforce off still has an enforcer or a stopper")
+		}
+		for _, m := range d.Status().Runtime.Enforcement {
+			if m.Mechanism != mechanismNone || !strings.Contains(m.Reason, "--enforce=off") {
+				t.Errorf("status enforcement %+v, want none because of --enforce=off", m)
+			}
+		}
+	})
+}
