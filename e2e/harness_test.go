@@ -228,9 +228,10 @@ func (c *consoleProc) defender(t testing.TB, id string) defenderView {
 // events exactly, and host activity would add to them. sensor_test.go runs
 // the sensor. The runc shim is off: a test's blocking policy must never put
 // it in place of this machine's runc (shim_test.go turns it on, on a copy).
+// Kernel enforcement is off too: defense_test.go runs it.
 func startDefender(t testing.TB, bundleDir, stateDir string, args ...string) *proc {
 	t.Helper()
-	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false", "--compliance=false", "--shim=off"}, args...)...)
+	return start(t, nil, "bulwark-defender", append([]string{"--bundle", bundleDir, "--state-dir", stateDir, "--sensor=false", "--compliance=false", "--shim=off", "--enforce=off"}, args...)...)
 }
 
 // status reads the Defender's status.json; before the Defender has written

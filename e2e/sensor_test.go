@@ -275,7 +275,7 @@ func TestContainerStartedBeforeTheDefender(t *testing.T) {
 
 // TestLeastPrivilege: the Defender with exactly NET_ADMIN, SYS_ADMIN,
 // SYS_PTRACE, AUDIT_CONTROL, MKNOD and SETFCAP, not privileged, loads every
-// probe this kernel has.
+// probe this kernel has, and its enforcer denies a binary in a container.
 func TestLeastPrivilege(t *testing.T) {
 	needPrivileges(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
@@ -317,6 +317,16 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Errorf("probe %s (%s) inactive with only the six capabilities: %s", pr.Name, pr.Kind, pr.Error)
 		}
 	}
+	// Its enforcer loads with them too.
+	if s.Runtime == nil || len(s.Runtime.Enforcement) != 4 {
+		t.Errorf("the narrowed defender's enforcement: %+v, want a mechanism for each of the 4 kinds", s.Runtime)
+	} else {
+		for _, m := range s.Runtime.Enforcement {
+			if m.Mechanism == "none" {
+				t.Errorf("nothing enforces %s with only the six capabilities: %s", m.Kind, m.Reason)
+			}
+		}
+	}
 	// The Console shows the same probes.
 	v := c.defender(t, "narrow")
 	if v.Sensor == nil {
@@ -331,6 +341,13 @@ func TestLeastPrivilege(t *testing.T) {
 	if consoleActive != active || active == 0 {
 		t.Errorf("the Console shows %d active probes, the Defender %d", consoleActive, active)
 	}
+
+	// And it denies a binary in a container.
+	putRuntimePolicy(t, c, state, `{"rules":[{"name":"deny tool","collections":[{"name":"narrow","images":["registry.local/narrow:*"]}],
+	  "processes":{"deniedList":{"effect":"prevent","paths":["/usr/local/bin/echo"]}}}]}`)
+	ctr := runDefended(t, defendedOpts{image: "registry.local/narrow:1", files: []string{"/usr/local/bin/echo"}})
+	waitEnforced(t, state, ctr.id, "exec")
+	ctr.checkDenied(t)
 }
 
 // TestBurstLossIsReported: a burst beyond a tiny ring buffer is reported at

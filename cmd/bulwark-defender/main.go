@@ -39,6 +39,15 @@ removed only after the Console has stored it.
 
 'status' prints the running (or last) Defender's status from its state dir.
 
+Runtime rules that prevent are enforced in the kernel before the action
+happens (the caller gets EPERM): BPF LSM where the kernel allows it, else
+fanotify permission events for exec and file writes and cgroup BPF for
+connect and bind. Block rules stop the container through its runtime. The
+policy stored on disk is enforced at start, before the Console is reached;
+if the Defender dies, the kernel drops every denial with it (the host stays
+usable) until it restarts. --enforce=off audits those rules instead. GET
+/api/v1/defenders (and 'status') show the mechanism for each kind of action.
+
 'shim install' puts bulwark-shim in place of each runc binary (moved to
 <runc>.bulwark-orig), 'shim uninstall' puts runc back byte for byte, 'shim
 status' shows where each stands; all print JSON. With --shim=auto (the
@@ -94,6 +103,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Env("shim-timeout", "BULWARK_SHIM_TIMEOUT")
 	shimRunc := fs.String("shim-runc", "", "comma-separated runc binaries to manage (default: runc in PATH, /usr/bin, /usr/sbin, /usr/local/bin, /usr/local/sbin and containerd's BinaryName)")
 	fs.Env("shim-runc", "BULWARK_SHIM_RUNC")
+	fs.StringVar(&cfg.Enforce, "enforce", cfg.Enforce, "auto: deny what runtime rules prevent in the kernel and stop containers for block rules; off: audit them only")
+	fs.Env("enforce", "BULWARK_ENFORCE")
 	fs.DurationVar(&cfg.LearningWindow, "learning-window", cfg.LearningWindow, "how long a new model of an image learns before deviations from it are audited")
 	fs.Env("learning-window", "BULWARK_LEARNING_WINDOW")
 	fs.DurationVar(&cfg.ModelReportInterval, "model-report-interval", cfg.ModelReportInterval, "least time between two reports of a learning model to the Console")

@@ -21,7 +21,7 @@ func TestHelpNamesEveryFlagAndVariable(t *testing.T) {
 		"--spool-max-bytes", "BULWARK_SPOOL_MAX_BYTES", "--proc-root", "BULWARK_PROC_ROOT", "--log-level", "POD_NAME",
 		"--compliance", "BULWARK_COMPLIANCE", "--host-root", "BULWARK_HOST_ROOT", "--compliance-interval", "BULWARK_COMPLIANCE_INTERVAL",
 		"status", "TESTING ONLY", "--shim", "BULWARK_SHIM", "--shim-timeout", "BULWARK_SHIM_TIMEOUT", "--shim-runc",
-		"--shim-binary", "--shim-dir", "shim install|uninstall|status",
+		"--shim-binary", "--shim-dir", "shim install|uninstall|status", "--enforce", "BULWARK_ENFORCE",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help does not mention %q:\n%s", want, help)
@@ -34,6 +34,29 @@ func TestMissingBundleFailsClearly(t *testing.T) {
 	code := run(context.Background(), []string{"--bundle", t.TempDir(), "--state-dir", t.TempDir()}, func(string) string { return "" }, &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "bundle.json") {
 		t.Fatalf("exit %d, output %s; want 1 and a message naming bundle.json", code, errOut.String())
+	}
+}
+
+func TestEnforceFlag(t *testing.T) {
+	if got := defender.Default().Enforce; got != defender.EnforceAuto {
+		t.Errorf("Default().Enforce = %q, want auto", got)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"flag", []string{"--enforce", "sometimes"}, nil},
+		{"environment", nil, map[string]string{"BULWARK_ENFORCE": "sometimes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			args := append(tc.args, "--bundle", t.TempDir(), "--state-dir", t.TempDir())
+			code := run(context.Background(), args, func(k string) string { return tc.env[k] }, &out, &errOut)
+			if code != 2 || !strings.Contains(errOut.String(), `enforce "sometimes": want auto or off`) {
+				t.Errorf("run(%v, env %v) = %d, %s; want 2 and a message naming --enforce", tc.args, tc.env, code, errOut.String())
+			}
+		})
 	}
 }
 

@@ -24,7 +24,8 @@ func startTestDefender(t *testing.T, env map[string]string, id string) *defender
 	dir := filepath.Join(t.TempDir(), "bundle")
 	mustRun(t, env, "", "defender", "bundle", "--id", id, "--out", dir)
 	cfg := defender.Default()
-	cfg.Shim = defender.ShimOff // never this machine's runc
+	cfg.Shim = defender.ShimOff       // never this machine's runc
+	cfg.Enforce = defender.EnforceOff // no kernel enforcement of this machine's containers
 	cfg.BundleDir = dir
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.Sensor = false

@@ -23,7 +23,8 @@ func startRuntimeDefender(t *testing.T, c *testConsole, env map[string]string, i
 	dir := filepath.Join(t.TempDir(), id)
 	mustRun(t, env, "", "defender", "bundle", "--id", id, "--out", dir)
 	cfg := defender.Default()
-	cfg.Shim = defender.ShimOff // never this machine's runc
+	cfg.Shim = defender.ShimOff       // never this machine's runc
+	cfg.Enforce = defender.EnforceOff // no kernel enforcement of this machine's containers
 	cfg.BundleDir, cfg.StateDir, cfg.SpoolMaxBytes, cfg.Sensor = dir, t.TempDir(), 16<<20, false
 	cfg.LearningWindow, cfg.ModelReportInterval = 500*time.Millisecond, 50*time.Millisecond
 	d, err := defender.New(cfg, "test", slog.New(slog.DiscardHandler))

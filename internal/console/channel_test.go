@@ -194,7 +194,8 @@ func basicAuth(u, p string) string {
 func startDefender(t testing.TB, dir string, mutate ...func(*defender.Config)) (*defender.Defender, string) {
 	t.Helper()
 	cfg := defender.Default()
-	cfg.Shim = defender.ShimOff // never this machine's runc
+	cfg.Shim = defender.ShimOff       // never this machine's runc
+	cfg.Enforce = defender.EnforceOff // no kernel enforcement of this machine's containers
 	cfg.BundleDir = dir
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.SpoolMaxBytes = 16 << 20

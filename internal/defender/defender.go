@@ -22,6 +22,7 @@ import (
 	"bulwark/api/bulwarkv1"
 	"bulwark/api/shimv1"
 	"bulwark/internal/channel"
+	"bulwark/internal/runtime"
 	"bulwark/internal/runtimepolicy"
 	"bulwark/internal/spool"
 )
@@ -89,9 +90,14 @@ type Config struct {
 	// IncidentWindow: the first audit of a container in this long sends
 	// its forensic record along.
 	IncidentWindow time.Duration
+	// Enforce is EnforceAuto (default) or EnforceOff: whether what runtime
+	// rules prevent is denied in the kernel and containers are stopped for
+	// block rules, or only audited.
+	Enforce string
 	// Enforcer denies what runtime rules prevent, in the kernel; nil: the
-	// Defender audits them. Stopper stops containers for block rules; nil:
-	// block audits say the container was not stopped.
+	// kernel enforcer (internal/enforcer) when Enforce is auto. Stopper
+	// stops containers for block rules; nil: through their runtime when
+	// Enforce is auto. Tests put doubles here.
 	Enforcer Enforcer
 	Stopper  Stopper
 
@@ -112,6 +118,7 @@ func Default() Config {
 		Sensor:        true,
 		Shim:          ShimAuto,
 		ShimTimeout:   shimv1.DefaultTimeout,
+		Enforce:       EnforceAuto,
 
 		Compliance:          true,
 		HostRoot:            "/",
@@ -144,6 +151,11 @@ func (c Config) Validate() error {
 	case ShimAuto, ShimManual, ShimOff:
 	default:
 		errs = append(errs, fmt.Errorf("shim %q: want auto, manual or off", c.Shim))
+	}
+	switch c.Enforce {
+	case EnforceAuto, EnforceOff:
+	default:
+		errs = append(errs, fmt.Errorf("enforce %q: want auto or off", c.Enforce))
 	}
 	if c.ShimTimeout <= 0 || c.ShimTimeout > shimv1.MaxTimeout {
 		errs = append(errs, fmt.Errorf("shim timeout %s: want more than 0 and at most %s", c.ShimTimeout, shimv1.MaxTimeout))
@@ -187,6 +199,7 @@ type Defender struct {
 	sensing     *sensing  // nil: no sensor
 	assessor    *assessor // nil: compliance off
 	defense     *defense
+	kernel      *kernelEnforcer // nil: no kernel enforcement (off, unavailable, or a double in Config.Enforcer)
 	sensorErr   string
 	metricsAddr atomic.Value // string, once serving
 
@@ -219,10 +232,17 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 	}
 	d := &Defender{cfg: cfg, version: version, logger: logger.With(slog.String("defender", b.Info.DefenderID)), bundle: b, policySource: "none"}
 	d.ident = detectIdentity(cfg.PodName, cfg.ProcRoot)
+	enf, stop, why := d.enforcement()
+	defer func() {
+		if err != nil && d.kernel != nil {
+			_ = d.kernel.Close()
+		}
+	}()
 	if d.defense, err = newDefense(defenseConfig{
 		stateDir: cfg.StateDir, procRoot: cfg.ProcRoot, host: d.ident.Hostname, learningWindow: cfg.LearningWindow,
 		modelReport: cfg.ModelReportInterval, tick: 250 * time.Millisecond, incidentWindow: cfg.IncidentWindow,
-	}, d.logger, cfg.Enforcer, cfg.Stopper, d.emitDefense); err != nil {
+		noEnforcer: why,
+	}, d.logger, enf, stop, d.emitDefense); err != nil {
 		return nil, err
 	}
 	if err := d.loadPolicy(); err != nil {
@@ -262,6 +282,35 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 	}, d.logger)
 	d.writeStatus()
 	return d, nil
+}
+
+// enforcement picks what denies and what stops: the configured doubles,
+// else (auto) the kernel enforcer, when it starts, and the runtime's
+// stopper; off: nothing. why says why nothing denies.
+func (d *Defender) enforcement() (Enforcer, Stopper, string) {
+	cfg := d.cfg
+	if cfg.Enforce == EnforceOff {
+		d.logger.Warn("enforcement is off: runtime rules that prevent or block are audited only")
+		return nil, nil, "enforcement is off (--enforce=off)"
+	}
+	enf, stop, why := cfg.Enforcer, cfg.Stopper, ""
+	if stop == nil {
+		rcfg := runtime.DefaultConfig()
+		rcfg.ProcRoot = cfg.ProcRoot
+		if cfg.RuncRoots != nil {
+			rcfg.RuncRoots = cfg.RuncRoots
+		}
+		stop = runtimeStopper{rcfg: rcfg, logger: d.logger}
+	}
+	if enf == nil {
+		k, err := newKernelEnforcer(cfg, d.logger)
+		if err != nil {
+			d.logger.Error("kernel enforcer unavailable; runtime rules that prevent are audited only", slog.Any("err", err))
+			return nil, stop, "the kernel enforcer did not start: " + err.Error()
+		}
+		d.kernel, enf = k, k
+	}
+	return enf, stop, why
 }
 
 // loadPolicy enforces the policy stored on disk, if any.
@@ -356,7 +405,11 @@ func (d *Defender) capabilities() []string {
 
 func (d *Defender) sensorInfo() *bulwarkv1.SensorInfo {
 	if d.sensing == nil {
-		return nil
+		if d.defense.enforcer == nil {
+			return nil
+		}
+		// No sensor, but the enforcer: say how it prevents.
+		return &bulwarkv1.SensorInfo{Enforcement: d.defense.status().Enforcement}
 	}
 	si := d.sensing.info()
 	si.Enforcement = d.defense.status().Enforcement
@@ -466,12 +519,21 @@ func (d *Defender) Emit(kind string, at time.Time, data ...json.RawMessage) erro
 // the channel starts, so that a Defender that cannot reach the Console
 // still prevents what the policy prevents.
 func (d *Defender) Run(ctx context.Context) error {
+	if d.kernel != nil {
+		if cs, ok := d.kernel.list(); ok {
+			d.defense.containersRunning(cs)
+		}
+	}
 	if d.sensing != nil {
 		d.sensing.scanExisting()
 	}
 	d.defense.step(ctx)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.defense.run(ctx) })
+	if d.kernel != nil {
+		g.Go(func() error { d.kernel.watch(ctx, d.defense); return nil })
+		g.Go(func() error { d.kernel.forward(ctx, d.Prevented); return nil })
+	}
 	g.Go(func() error { return d.client.Run(ctx) })
 	if d.sensing != nil {
 		g.Go(func() error { return d.sensing.run(ctx) })
@@ -505,9 +567,13 @@ func (d *Defender) Run(ctx context.Context) error {
 	return err
 }
 
-// Close detaches the sensor and releases the spool.
+// Close removes the enforcer's kernel state, detaches the sensor and
+// releases the spool.
 func (d *Defender) Close() error {
 	var errs []error
+	if d.kernel != nil {
+		errs = append(errs, d.kernel.Close())
+	}
 	if d.sensing != nil {
 		errs = append(errs, d.sensing.close())
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"bulwark/api/bulwarkv1"
@@ -29,6 +30,8 @@ type defenseConfig struct {
 	modelReport    time.Duration // least time between two reports of a model
 	tick           time.Duration
 	incidentWindow time.Duration // a forensic record goes with the first audit of a workload in this long
+	// noEnforcer says why nothing is prevented when there is no enforcer.
+	noEnforcer string
 }
 
 // defense is the Defender's runtime defense. For every runtime event it
@@ -47,6 +50,7 @@ type defense struct {
 	now  func() time.Time
 
 	blocks   chan blockJob
+	wake     chan struct{} // a container appeared: apply enforcement now, not at the next tick
 	audits   atomic.Uint64
 	lastSave time.Time // of models.json; only run's goroutine uses it
 
@@ -61,9 +65,21 @@ type defense struct {
 	dirty        map[string]bool        // models changed since sent; true: send now
 	unsaved      bool                   // models changed since models.json was written
 	workloads    map[string]*tracked    // by container ID; "" is the host
-	enforceDirty bool
+	enforceDirty bool                   // the targets changed: apply them at the next step
+	retrying     bool                   // a target could not be applied: apply again at retryAt
+	retryAt      time.Time
+	retryDelay   time.Duration // between applies while a target cannot be applied yet
 	mechanisms   map[string]bulwarkv1.Mechanism
 }
+
+// A target that could not be applied (a container still starting) is
+// applied again after retryFirst, then at doubling gaps up to retryMax
+// while it still cannot be; a change (a policy, a container) is applied at
+// once all the same.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 10 * time.Second
+)
 
 // blockJob is a container to stop and the audit to send once it is.
 type blockJob struct {
@@ -93,13 +109,17 @@ const (
 func newDefense(cfg defenseConfig, logger *slog.Logger, enforcer Enforcer, stopper Stopper, emit func(string, time.Time, []byte)) (*defense, error) {
 	d := &defense{
 		cfg: cfg, logger: logger, facts: procFacts{root: cfg.procRoot}, enforcer: enforcer, stopper: stopper, emit: emit, now: time.Now,
-		blocks:    make(chan blockJob, 64),
+		blocks: make(chan blockJob, 64), wake: make(chan struct{}, 1),
 		policyGen: 1, // above every new workload's ruleGen: the default policy decides until one is set
 		container: rp.DefaultPolicy(rp.Container), host: rp.DefaultPolicy(rp.Host),
 		overrides: map[string]rp.Override{}, models: map[string]*rp.Model{}, reported: map[string]time.Time{},
 		dirty: map[string]bool{}, workloads: map[string]*tracked{}, mechanisms: map[string]bulwarkv1.Mechanism{},
 	}
-	ms := noEnforcer()
+	why := cfg.noEnforcer
+	if why == "" {
+		why = "this Defender has no kernel enforcer"
+	}
+	ms := noEnforcer(why)
 	if enforcer != nil {
 		ms = enforcer.Mechanisms()
 	}
@@ -243,10 +263,10 @@ func (d *defense) observe(kind string, at time.Time, rt *event.Runtime) {
 	var jobs []blockJob
 	var detections []string
 	for _, f := range findings {
-		if f.Enforce != "" && kind != event.KindProcessExec && d.mechanisms[f.Enforce].Mechanism != mechanismNone {
-			continue // the enforcer denied it and reports it itself
+		if enforcerReports(w, kind, rt, f) {
+			continue // the kernel denied it, and the enforcer reports it
 		}
-		a := d.audit(kind, rt, f)
+		a := d.audit(w, kind, rt, f)
 		detections = append(detections, f.Detection)
 		if f.Effect == rp.EffectBlock {
 			if job, ok := d.block(w, a, at); ok {
@@ -278,6 +298,29 @@ func (d *defense) observe(kind string, at time.Time, rt *event.Runtime) {
 	if forensic != nil {
 		d.send(event.KindRuntimeForensics, at, forensic)
 	}
+}
+
+// enforcerReports says whether an event's finding is the enforcer's to
+// report: the kernel denies that kind of action in the workload now (every
+// rule of it: where some are not, an audit too many beats one missing),
+// and the event is an attempt the kernel refused. The sensor reports writes as
+// attempts (at the syscall's entry), so every one of them under a denied
+// path was refused; connects and listens it reports with their result, so
+// one that did not fail with EPERM, or a listen that did not fail, was not
+// denied; an exec it reports has happened.
+func enforcerReports(w *tracked, kind string, rt *event.Runtime, f rp.Finding) bool {
+	if f.Enforce == "" || !w.enforce.enforcesAll(f.Enforce) {
+		return false
+	}
+	switch kind {
+	case event.KindFileWrite, event.KindFileCreate:
+		return true
+	case event.KindNetConnect:
+		return rt.Result == -int64(syscall.EPERM)
+	case event.KindNetListen:
+		return rt.Result < 0
+	}
+	return false
 }
 
 // send marshals and queues one event.
@@ -326,9 +369,62 @@ func (d *defense) tracked(rt *event.Runtime) *tracked {
 		}
 		w = newTracked(c)
 		d.workloads[key] = w
-		d.enforceDirty = true
+		d.newWorkload()
 	}
 	return w
+}
+
+// newWorkload asks for enforcement to be applied at once: a container's
+// first processes must not wait for the next tick. Called with d.mu held.
+func (d *defense) newWorkload() {
+	d.enforceDirty = true
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RunningContainer is a container the runtime lists, with its own cgroup.
+type RunningContainer struct {
+	Container event.Container
+	CgroupID  uint64
+}
+
+// containersRunning takes the whole list of the containers the runtime
+// runs: those no event named yet (started while the Defender runs, or
+// before it, quiet since) are tracked, so that their enforcement is
+// applied before they act; listed ones no longer listed are gone.
+func (d *defense) containersRunning(cs []RunningContainer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	listed := make(map[string]bool, len(cs))
+	for _, rc := range cs {
+		listed[rc.Container.ID] = true
+		w := d.workloads[rc.Container.ID]
+		if w == nil {
+			if len(d.workloads) >= maxWorkloads {
+				d.evictOldest()
+			}
+			c := rc.Container
+			w = newTracked(&c)
+			d.workloads[c.ID] = w
+			d.newWorkload()
+		}
+		if w.cgroupID == 0 {
+			w.cgroupID = rc.CgroupID
+		}
+		w.listed = true
+		if now.After(w.lastSeen) {
+			w.lastSeen = now
+		}
+	}
+	for id, w := range d.workloads {
+		if w.listed && !listed[id] && !w.gone {
+			w.gone = true
+			d.enforceDirty = true
+		}
+	}
 }
 
 func (d *defense) evictOldest() {
@@ -389,22 +485,35 @@ func (d *defense) modelActivated(m *rp.Model) {
 }
 
 // audit builds the runtime.audit of one finding. Called with d.mu held.
-func (d *defense) audit(kind string, rt *event.Runtime, f rp.Finding) event.Audit {
+func (d *defense) audit(w *tracked, kind string, rt *event.Runtime, f rp.Finding) event.Audit {
 	msg := f.Message
 	if f.Effect.Prevents() {
-		switch {
-		case f.Enforce == "":
-			msg += " (not prevented: it is seen only once it happened)"
-		case d.mechanisms[f.Enforce].Mechanism == mechanismNone:
-			msg += fmt.Sprintf(" (not prevented: no mechanism denies %s on this host)", f.Enforce)
-		default:
-			msg += " (not prevented: it happened before the enforcement was in place)"
-		}
+		msg += " (not prevented: " + d.whyNotPrevented(w, f) + ")"
 	}
 	return event.Audit{Runtime: *rt, Audit: event.AuditInfo{
 		Trigger: kind, Rule: f.Rule, Effect: string(f.Effect), Category: f.Category, Detection: f.Detection,
 		Message: msg, ModelID: f.ModelID, PolicyRevision: d.revision,
 	}}
+}
+
+// whyNotPrevented says why an action a rule prevents happened. Called with
+// d.mu held.
+func (d *defense) whyNotPrevented(w *tracked, f rp.Finding) string {
+	m := d.mechanisms[f.Enforce]
+	switch {
+	case f.Enforce == "":
+		return "it is seen only once it happened"
+	case m.Mechanism == mechanismNone:
+		why := fmt.Sprintf("no mechanism denies %s on this host", f.Enforce)
+		if m.Reason != "" {
+			why += ": " + m.Reason
+		}
+		return why
+	}
+	if note := w.enforce.noteFor(f.Enforce); note != "" {
+		return note
+	}
+	return "it happened before the enforcement was in place"
 }
 
 // block marks the workload for stopping; false when it cannot be (a host,
@@ -426,16 +535,21 @@ func (d *defense) block(w *tracked, a event.Audit, at time.Time) (blockJob, bool
 // the rule blocks.
 func (d *defense) prevented(p Prevented) {
 	d.mu.Lock()
-	var w *tracked
-	for _, x := range d.workloads {
-		if x.cgroupID == p.CgroupID && p.CgroupID != 0 {
-			w = x
-			break
+	w := d.workloads[p.ContainerID]
+	if p.ContainerID == "" || w == nil {
+		w = nil
+		for _, x := range d.workloads {
+			if x.cgroupID == p.CgroupID && p.CgroupID != 0 {
+				w = x
+				break
+			}
 		}
 	}
 	if w == nil {
-		w = d.workloads[""]
-		if w == nil {
+		if p.ContainerID != "" {
+			// A container forgotten meanwhile (gone): audited, not tracked.
+			w = newTracked(&event.Container{ID: p.ContainerID})
+		} else if w = d.workloads[""]; w == nil {
 			w = newTracked(nil)
 			d.workloads[""] = w
 		}
@@ -508,11 +622,19 @@ func (d *defense) run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		d.step(ctx)
+		var retry <-chan time.Time // sooner than the tick
+		d.mu.Lock()
+		if wait := d.retryAt.Sub(d.now()); d.retrying && wait > 0 && wait < d.cfg.tick {
+			retry = time.After(wait)
+		}
+		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			d.saveModels()
 			return nil
 		case <-t.C:
+		case <-d.wake:
+		case <-retry:
 		}
 	}
 }
@@ -546,34 +668,81 @@ func (d *defense) step(ctx context.Context) {
 		d.reported[img] = now
 	}
 	for k, w := range d.workloads {
-		if k != "" && (now.Sub(w.lastSeen) > idleWorkload || !w.live() && now.Sub(w.lastSeen) > deadWorkload) {
+		if k != "" && (now.Sub(w.lastSeen) > idleWorkload || !w.live() && !w.listed && now.Sub(w.lastSeen) > deadWorkload || w.gone) {
 			delete(d.workloads, k)
 			d.enforceDirty = true
 		}
 	}
 	var targets []EnforceTarget
-	apply := d.enforceDirty && d.enforcer != nil
+	apply := d.enforcer != nil && (d.enforceDirty || d.retrying && !now.Before(d.retryAt))
 	if apply {
 		targets = d.targets()
+		d.enforceDirty, d.retrying = false, false
 	}
-	d.enforceDirty = false
 	d.mu.Unlock()
 
 	for _, m := range reports {
 		d.send(event.KindRuntimeModel, now, m)
 	}
 	if apply {
-		if err := d.enforcer.Apply(ctx, targets); err != nil {
-			d.logger.Error("apply enforcement", slog.Int("targets", len(targets)), slog.Any("err", err))
-			d.mu.Lock()
-			d.enforceDirty = true // try again next tick
-			d.mu.Unlock()
-		}
+		d.applied(targets, d.enforcer.Apply(ctx, targets), now)
 	}
 	if now.Sub(d.lastSave) >= modelsSaveGap {
 		d.saveModels()
 		d.lastSave = now
 	}
+}
+
+// applied records what an Apply put in force for each workload, logs what
+// changed, and asks to apply again later when a target may yet succeed.
+func (d *defense) applied(targets []EnforceTarget, sts []EnforceStatus, now time.Time) {
+	byID := make(map[string]EnforceStatus, len(sts))
+	for _, st := range sts {
+		byID[st.ContainerID] = st
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	inTargets := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		inTargets[t.ContainerID] = true
+	}
+	retry := false
+	for k, w := range d.workloads {
+		st, ok := byID[k]
+		if !inTargets[k] || !ok {
+			st = EnforceStatus{ContainerID: k} // nothing to deny there
+		}
+		if st.Gone {
+			w.gone = true
+			continue
+		}
+		if st.Retry {
+			retry = true
+		}
+		what := "the host"
+		if k != "" {
+			what = k
+		}
+		switch {
+		case st.Retry && d.retryDelay == retryMax:
+			// Still failing after every retry: not a container starting.
+			d.logger.Warn("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds), slog.String("not enforced", strings.Join(st.Notes, "; ")))
+		case slices.Equal(st.Kinds, w.enforce.Kinds) && slices.Equal(st.Notes, w.enforce.Notes):
+		case st.Retry:
+			d.logger.Debug("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds), slog.String("not yet", strings.Join(st.Notes, "; ")))
+		case len(st.Notes) > 0:
+			d.logger.Warn("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds), slog.String("not enforced", strings.Join(st.Notes, "; ")))
+		default:
+			d.logger.Info("enforcement", slog.String("workload", what), slog.Any("kinds", st.Kinds))
+		}
+		w.enforce = st
+	}
+	if !retry {
+		d.retryDelay = 0
+		return
+	}
+	d.retryDelay = min(max(2*d.retryDelay, retryFirst), retryMax)
+	d.retrying, d.retryAt = true, now.Add(d.retryDelay)
 }
 
 // targets compiles the enforcement of every known container and the host.
@@ -595,6 +764,9 @@ func (d *defense) targets() []EnforceTarget {
 	slices.Sort(keys)
 	for _, k := range keys {
 		w := d.workloads[k]
+		if w.gone {
+			continue
+		}
 		rt := event.Runtime{Container: w.container, Host: d.cfg.host}
 		rule, ok := d.decide(&rt)
 		if !ok {
@@ -624,6 +796,9 @@ func (d *defense) blockLoop(ctx context.Context) {
 			a := j.audit
 			if d.stopper == nil {
 				a.Audit.BlockError = "this Defender cannot stop containers (no runtime stopper)"
+				if d.cfg.noEnforcer != "" {
+					a.Audit.BlockError = "this Defender stops no container: " + d.cfg.noEnforcer
+				}
 			} else {
 				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				err := d.stopper.Stop(sctx, j.container)
@@ -711,6 +886,17 @@ type RuntimeStatus struct {
 	Workloads   int                   `json:"workloads"`
 	Audits      uint64                `json:"audits"`
 	Enforcement []bulwarkv1.Mechanism `json:"enforcement"`
+	// Enforced lists the workloads whose rules the kernel enforces, or
+	// means to.
+	Enforced []EnforcedWorkload `json:"enforced,omitempty"`
+}
+
+// EnforcedWorkload is what the kernel denies in one container, or the
+// host, and what of its rules it does not deny.
+type EnforcedWorkload struct {
+	Container string   `json:"container,omitempty"` // "": the host
+	Kinds     []string `json:"kinds,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
 }
 
 func (d *defense) status() *RuntimeStatus {
@@ -722,6 +908,12 @@ func (d *defense) status() *RuntimeStatus {
 			st.Learning++
 		}
 	}
+	for k, w := range d.workloads {
+		if len(w.enforce.Kinds)+len(w.enforce.Notes) > 0 {
+			st.Enforced = append(st.Enforced, EnforcedWorkload{Container: k, Kinds: w.enforce.Kinds, Notes: w.enforce.Notes})
+		}
+	}
+	slices.SortFunc(st.Enforced, func(a, b EnforcedWorkload) int { return strings.Compare(a.Container, b.Container) })
 	return st
 }
 

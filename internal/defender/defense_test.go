@@ -90,11 +90,25 @@ func (e *enforcerDouble) Mechanisms() []bulwarkv1.Mechanism {
 	}
 }
 
-func (e *enforcerDouble) Apply(_ context.Context, ts []EnforceTarget) error {
+// Apply says every kind the double has a mechanism for is in force, and
+// the host's rules are not: as the kernel enforcer does.
+func (e *enforcerDouble) Apply(_ context.Context, ts []EnforceTarget) []EnforceStatus {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.applied = append(e.applied, ts)
-	return nil
+	out := make([]EnforceStatus, len(ts))
+	for i, t := range ts {
+		out[i].ContainerID = t.ContainerID
+		for _, k := range wantedKinds(t.Enforcement) {
+			switch {
+			case t.ContainerID == "":
+				out[i].Notes = append(out[i].Notes, k+": the host is not enforced")
+			case k != rp.EnforceListen:
+				out[i].Kinds = append(out[i].Kinds, k)
+			}
+		}
+	}
+	return out
 }
 
 func (e *enforcerDouble) last() []EnforceTarget {
@@ -524,5 +538,183 @@ func TestDefaultPolicyWithoutAnySet(t *testing.T) {
 	d.observe(event.KindProcessExec, t0, ptr(execRT(nil, pidless, "/tmp/xmrig")))
 	if got := detections(s.audits(t)); !slices.Equal(got, []string{rp.DetectCryptoMiner}) {
 		t.Errorf("audits = %v, want the default host rule's crypto miner alert", got)
+	}
+}
+
+func TestEnforcerReports(t *testing.T) {
+	inForce := EnforceStatus{Kinds: []string{rp.EnforceExec, rp.EnforceWrite, rp.EnforceConnect, rp.EnforceListen}}
+	partly := EnforceStatus{Kinds: []string{rp.EnforceWrite}, Notes: []string{rp.EnforceWrite + ": some prefix is not enforced"}}
+	eperm, einprogress := -int64(syscall.EPERM), -int64(syscall.EINPROGRESS)
+	for _, tc := range []struct {
+		name    string
+		st      EnforceStatus
+		kind    string
+		enforce string
+		result  int64
+		want    bool
+	}{
+		{"a write under an enforced prefix: the attempt was refused", inForce, event.KindFileWrite, rp.EnforceWrite, 0, true},
+		{"a create too", inForce, event.KindFileCreate, rp.EnforceWrite, 0, true},
+		{"a write where not every prefix is enforced", partly, event.KindFileWrite, rp.EnforceWrite, 0, false},
+		{"a write in a workload not enforced (the host, a failed target)", EnforceStatus{}, event.KindFileWrite, rp.EnforceWrite, 0, false},
+		{"a connect refused with EPERM", inForce, event.KindNetConnect, rp.EnforceConnect, eperm, true},
+		{"a connect that went through happened", inForce, event.KindNetConnect, rp.EnforceConnect, 0, false},
+		{"a connect in progress happened", inForce, event.KindNetConnect, rp.EnforceConnect, einprogress, false},
+		{"a listen that failed: nothing listens", inForce, event.KindNetListen, rp.EnforceListen, eperm, true},
+		{"a listen that worked happened (an autobound port)", inForce, event.KindNetListen, rp.EnforceListen, 0, false},
+		{"an exec the sensor saw happened", inForce, event.KindProcessExec, rp.EnforceExec, 0, false},
+		{"a finding no mechanism prevents", inForce, event.KindFileUnlink, "", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newTracked(ctr)
+			w.enforce = tc.st
+			rt := &event.Runtime{Result: tc.result}
+			if got := enforcerReports(w, tc.kind, rt, rp.Finding{Enforce: tc.enforce}); got != tc.want {
+				t.Errorf("enforcerReports(%s, result %d, %+v) = %v, want %v", tc.kind, tc.result, tc.st, got, tc.want)
+			}
+		})
+	}
+}
+
+// scriptedEnforcer answers Apply with what status says for each target.
+type scriptedEnforcer struct {
+	enforcerDouble
+	status func(EnforceTarget) EnforceStatus
+}
+
+func (e *scriptedEnforcer) Apply(ctx context.Context, ts []EnforceTarget) []EnforceStatus {
+	e.enforcerDouble.Apply(ctx, ts)
+	out := make([]EnforceStatus, len(ts))
+	for i, t := range ts {
+		out[i] = e.status(t)
+		out[i].ContainerID = t.ContainerID
+	}
+	return out
+}
+
+// TestUnenforcedWritesAreAudited: the sensor's write is left to the
+// enforcer only where the kernel denies it: the host's rules, a container
+// whose enforcement failed and one not applied yet are audited, with why.
+func TestUnenforcedWritesAreAudited(t *testing.T) {
+	enforced := &event.Container{ID: "e1e1e1e1e1e1", Image: "registry.local/web:1"}
+	failing := &event.Container{ID: "f2f2f2f2f2f2", Image: "registry.local/web:1"}
+	late := &event.Container{ID: "a3a3a3a3a3a3", Image: "registry.local/web:1"}
+	enf := &scriptedEnforcer{status: func(t EnforceTarget) EnforceStatus {
+		switch t.ContainerID {
+		case "":
+			return EnforceStatus{Notes: []string{rp.EnforceWrite + ": the host is not enforced"}}
+		case failing.ID:
+			return EnforceStatus{Retry: true, Notes: []string{rp.EnforceWrite + ": not enforced: fanotify_init: too many open files"}}
+		}
+		return EnforceStatus{Kinds: wantedKinds(t.Enforcement)}
+	}}
+	d, s := newTestDefense(t, enf, nil)
+	lock := `{"rules":[{"name":"lock","filesystem":{"deniedList":{"effect":"prevent","paths":["/etc/passwd"]}}}]}`
+	setRuntimePolicy(t, d, 1, lock, map[string]string{"runtime/host": lock})
+	write := func(c *event.Container) {
+		d.observe(event.KindFileWrite, t0, &event.Runtime{Process: event.Process{PID: pidless}, Container: c, Host: "node-a", File: &event.File{Path: "/etc/passwd"}})
+	}
+	for _, c := range []*event.Container{nil, enforced, failing} {
+		write(c) // tracked before the step: the step applies their targets
+	}
+	s.audits(t)
+	d.now = func() time.Time { return t0.Add(time.Second) }
+	d.step(t.Context())
+	if ts := enf.last(); len(ts) != 3 {
+		t.Fatalf("targets = %+v, want the host and both containers", ts)
+	}
+	for _, c := range []*event.Container{nil, enforced, failing, late} {
+		write(c)
+	}
+	got := map[string]string{}
+	for _, a := range s.audits(t) {
+		id := ""
+		if a.Container != nil {
+			id = a.Container.ID
+		}
+		if a.Audit.Prevented {
+			t.Errorf("audit %+v says prevented: only the enforcer's do", a.Audit)
+		}
+		got[id] = a.Audit.Message
+	}
+	want := map[string]string{
+		"":         "the host is not enforced",
+		failing.ID: "not enforced: fanotify_init: too many open files",
+		late.ID:    "it happened before the enforcement was in place",
+	}
+	if len(got) != len(want) {
+		t.Errorf("audits by workload = %v, want one each of the host, %s and %s, none of %s", got, failing.ID, late.ID, enforced.ID)
+	}
+	for id, w := range want {
+		if !strings.Contains(got[id], "(not prevented: "+w+")") {
+			t.Errorf("audit of %q = %q, want it to say not prevented: %s", id, got[id], w)
+		}
+	}
+	// A new container is applied at once; the failed target is tried
+	// again after retryFirst, then at doubling gaps.
+	d.step(t.Context())
+	d.step(t.Context())
+	if n := len(enf.applied); n != 2 {
+		t.Errorf("applied %d times, want 2: at first, and for the new container", n)
+	}
+	at := t0.Add(time.Second)
+	for i, gap := range []time.Duration{2 * retryFirst, 4 * retryFirst} {
+		d.now = func() time.Time { return at.Add(gap - time.Millisecond) }
+		d.step(t.Context())
+		if n := len(enf.applied); n != 2+i {
+			t.Errorf("applied %d times before the retry gap %v, want %d", n, gap, 2+i)
+		}
+		at = at.Add(gap)
+		d.now = func() time.Time { return at }
+		d.step(t.Context())
+		if n := len(enf.applied); n != 3+i {
+			t.Errorf("applied %d times after the retry gap %v, want %d", n, gap, 3+i)
+		}
+	}
+	// A policy change does not wait for the retry.
+	setRuntimePolicy(t, d, 2, lock, nil)
+	d.step(t.Context())
+	if n := len(enf.applied); n != 5 {
+		t.Errorf("applied %d times after a policy change, want 5: at once", n)
+	}
+}
+
+// TestContainersRunning: containers the runtime lists are enforced before
+// any event names them, and their enforcement goes when they are gone.
+func TestContainersRunning(t *testing.T) {
+	enf := &enforcerDouble{}
+	d, _ := newTestDefense(t, enf, nil)
+	setRuntimePolicy(t, d, 1, `{"rules":[{"name":"lock","filesystem":{"deniedList":{"effect":"prevent","paths":["/etc/passwd"]}}}]}`, nil)
+	d.step(t.Context())
+	quiet := event.Container{ID: "q1q1q1q1q1q1", Image: "registry.local/quiet:1"}
+	d.containersRunning([]RunningContainer{{Container: quiet, CgroupID: 99}})
+	select {
+	case <-d.wake:
+	default:
+		t.Error("a new container did not wake the defense to apply at once")
+	}
+	d.step(t.Context())
+	if ts := enf.last(); len(ts) != 1 || ts[0].ContainerID != quiet.ID || ts[0].CgroupID != 99 {
+		t.Fatalf("targets = %+v, want the listed container with its cgroup", ts)
+	}
+	st := d.status()
+	if len(st.Enforced) != 1 || st.Enforced[0].Container != quiet.ID || !slices.Equal(st.Enforced[0].Kinds, []string{rp.EnforceWrite}) {
+		t.Errorf("status enforced = %+v, want %s with file-write", st.Enforced, quiet.ID)
+	}
+	// Listed again: still there, even quiet for longer than a dead workload.
+	d.now = func() time.Time { return time.Now().Add(2 * deadWorkload) }
+	d.containersRunning([]RunningContainer{{Container: quiet, CgroupID: 99}})
+	d.step(t.Context())
+	if ts := enf.last(); len(ts) != 1 {
+		t.Fatalf("targets = %+v, want the quiet container still", ts)
+	}
+	d.containersRunning(nil)
+	d.step(t.Context())
+	d.step(t.Context())
+	if ts := enf.last(); len(ts) != 0 {
+		t.Errorf("targets = %+v after the container is gone, want none", ts)
+	}
+	if st := d.status(); st.Workloads != 0 || len(st.Enforced) != 0 {
+		t.Errorf("status = %+v, want the gone container forgotten", st)
 	}
 }

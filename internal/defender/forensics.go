@@ -34,6 +34,10 @@ type tracked struct {
 	lastForensics time.Time // when a record was last sent
 	blocked       bool      // stopped (or being stopped) for a block effect
 
+	enforce EnforceStatus // what the last Apply put in force
+	listed  bool          // the runtime lists it: forgotten only once it is not
+	gone    bool          // the container no longer exists
+
 	// The rule that decides for the workload, as of policy generation
 	// ruleGen: deciding walks every rule's collections, so not per event.
 	rule    rp.Rule

@@ -13,6 +13,22 @@ import (
 // ErrClosed is returned by Apply after Close.
 var ErrClosed = errors.New("enforcer closed")
 
+// TargetError is why one target of an Apply is not (fully) enforced. Apply
+// joins one for each such target, so that a caller can tell which targets
+// are in force: errors.As finds the first, and the joined error's
+// Unwrap() []error lists them all.
+type TargetError struct {
+	Index  int    // in the targets given to Apply
+	Target string // its ContainerID, or its CgroupPath when that is empty
+	Err    error
+}
+
+func (e *TargetError) Error() string {
+	return fmt.Sprintf("target %d (%s): %v", e.Index, e.Target, e.Err)
+}
+
+func (e *TargetError) Unwrap() error { return e.Err }
+
 // applied is what one target has installed.
 type applied struct {
 	c       *compiled
@@ -36,8 +52,8 @@ func (a *applied) close() error {
 
 // Apply makes targets the whole enforced state: targets new or changed
 // since the last Apply are installed, targets no longer listed are removed.
-// Every target that cannot be applied is named in the error and the others
-// are applied: one with invalid rules keeps the rules it had (a bad update
+// Every target that cannot be applied is named in the error (a
+// *TargetError each) and the others are applied: one with invalid rules keeps the rules it had (a bad update
 // does not lift a container's protection), one whose cgroup is gone loses
 // its enforcement. Rules of a kind whose mechanism is MechanismNone are
 // accepted and not enforced.
@@ -49,6 +65,7 @@ func (e *Enforcer) Apply(ctx context.Context, targets []Target) error {
 	}
 	var errs []error
 	want := map[uint64]*compiled{}
+	index := map[uint64]int{}
 	seen := map[string]bool{}
 	for i, t := range targets {
 		if err := ctx.Err(); err != nil {
@@ -62,22 +79,24 @@ func (e *Enforcer) Apply(ctx context.Context, targets []Target) error {
 			if a := e.appliedAt(t.CgroupPath); a != nil && !seen[t.CgroupPath] {
 				seen[t.CgroupPath] = true
 				want[a.c.cgroup] = a.c
+				index[a.c.cgroup] = i
 				err = fmt.Errorf("%w (it keeps its previous rules)", err)
 			}
-			errs = append(errs, fmt.Errorf("target %d (%s): %w", i, name, err))
+			errs = append(errs, &TargetError{Index: i, Target: name, Err: err})
 			continue
 		}
 		if seen[t.CgroupPath] {
-			errs = append(errs, fmt.Errorf("target %d (%s): cgroup %s listed twice", i, name, t.CgroupPath))
+			errs = append(errs, &TargetError{Index: i, Target: name, Err: fmt.Errorf("cgroup %s listed twice", t.CgroupPath)})
 			continue
 		}
 		seen[t.CgroupPath] = true
 		c, err := e.compile(t)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("target %d (%s): %w", i, name, err))
+			errs = append(errs, &TargetError{Index: i, Target: name, Err: err})
 			continue
 		}
 		want[c.cgroup] = c
+		index[c.cgroup] = i
 	}
 
 	// Names for audits: keep those of removed targets until the next Apply,
@@ -105,7 +124,11 @@ func (e *Enforcer) Apply(ctx context.Context, targets []Target) error {
 			e.applied[cg] = a
 		}
 		if err := e.install(a, c); err != nil {
-			errs = append(errs, fmt.Errorf("target %s: %w", c.t.ContainerID, err))
+			name := c.t.ContainerID
+			if name == "" {
+				name = c.t.CgroupPath
+			}
+			errs = append(errs, &TargetError{Index: index[cg], Target: name, Err: err})
 		}
 	}
 	return errors.Join(errs...)

@@ -291,6 +291,10 @@ func TestApplyReplaces(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "bad") {
 		t.Errorf("Apply(bad, good) = %v, want an error naming the bad target", err)
 	}
+	var te *TargetError
+	if !errors.As(err, &te) || te.Index != 0 || te.Target != "bad" {
+		t.Errorf("Apply(bad, good) = %v, want a *TargetError of target 0 (bad)", err)
+	}
 	run(t, true)
 
 	// An invalid update of an enforced target keeps its previous rules.
