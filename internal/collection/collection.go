@@ -21,6 +21,23 @@ type Collection struct {
 	Labels     []string `json:"labels,omitempty"`
 	Namespaces []string `json:"namespaces,omitempty"`
 	Clusters   []string `json:"clusters,omitempty"`
+
+	// Prisma's collections also scope cloud resources Bulwark does not
+	// inventory (accounts, serverless functions, app IDs, code
+	// repositories). They are kept so that Prisma documents round-trip; a
+	// resource here has none of them, so such a list matches only when it
+	// is empty or holds "*".
+	AccountIDs []string `json:"accountIDs,omitempty"`
+	AppIDs     []string `json:"appIDs,omitempty"`
+	CodeRepos  []string `json:"codeRepos,omitempty"`
+	Functions  []string `json:"functions,omitempty"`
+	// Descriptive fields of Prisma's collections, kept as given.
+	Description string `json:"description,omitempty"`
+	Color       string `json:"color,omitempty"`
+	Owner       string `json:"owner,omitempty"`
+	Modified    string `json:"modified,omitempty"`
+	System      bool   `json:"system,omitempty"`
+	Prisma      bool   `json:"prisma,omitempty"`
 }
 
 // Resource is what a collection is matched against: a container (running
@@ -37,7 +54,8 @@ type Resource struct {
 // Matches reports whether r is in the collection.
 func (c Collection) Matches(r Resource) bool {
 	return anyGlob(c.Images, r.Image) && anyGlob(c.Containers, r.Container) && anyGlob(c.Hosts, r.Host) &&
-		anyGlob(c.Namespaces, r.Namespace) && anyGlob(c.Clusters, r.Cluster) && labelsMatch(c.Labels, r.Labels)
+		anyGlob(c.Namespaces, r.Namespace) && anyGlob(c.Clusters, r.Cluster) && labelsMatch(c.Labels, r.Labels) &&
+		anyGlob(c.AccountIDs, "") && anyGlob(c.AppIDs, "") && anyGlob(c.CodeRepos, "") && anyGlob(c.Functions, "")
 }
 
 // Any reports whether r is in any of cs; no collections scope every

@@ -49,6 +49,9 @@ func TestMatches(t *testing.T) {
 		{"label key only", collection.Collection{Labels: []string{"app"}}, web, true},
 		{"label mismatch", collection.Collection{Labels: []string{"app:db"}}, web, false},
 		{"any host", collection.Collection{Hosts: []string{"node-b", "node-?"}}, host, true},
+		{"Prisma's cloud scopes at *", collection.Collection{Images: []string{"*"}, AccountIDs: []string{"*"}, AppIDs: []string{"*"}, CodeRepos: []string{"*"}, Functions: []string{"*"}}, web, true},
+		{"a cloud account no container has", collection.Collection{AccountIDs: []string{"123456789012"}}, web, false},
+		{"a function no container is", collection.Collection{Functions: []string{"billing-*"}}, web, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,9 @@ func TestParsePolicyPrismaShape(t *testing.T) {
 	// with a second rule that names a check without a Prisma ID by slug.
 	doc := `{
 	  "rules": [
-	    {"name": "my-rule", "effect": "alert", "collections": [{"name": "All"}],
+	    {"name": "my-rule", "effect": "alert", "collections": [{"name": "All", "images": ["*"], "hosts": ["*"], "accountIDs": ["*"],
+	      "appIDs": ["*"], "codeRepos": ["*"], "functions": ["*"], "color": "#3FA2F7", "description": "System - all resources collection",
+	      "owner": "system", "modified": "2026-11-30T00:00:00Z", "system": true, "prisma": false}],
 	     "condition": {"vulnerabilities": [{"id": 531, "block": false, "minSeverity": 1}, {"id": 5515, "block": true}, {"check": "net-raw"}]}},
 	    {"name": "rest", "owner": "admin", "modified": "2026-11-30T00:00:00Z", "notes": "kept"}
 	  ],
