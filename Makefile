@@ -64,12 +64,21 @@ e2e:
 	$(GO) test -tags e2e -count=1 -timeout 20m ./e2e/
 
 # A short run of every fuzz target, so that CI catches a crash the seed corpus finds quickly.
+# Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" at the -fuzztime
+# boundary on a loaded machine (golang/go#75804, fixed in Go 1.27): such a run, with no failing input
+# written, is run once more; any other failure, or the same one twice, fails.
 fuzz-smoke:
 	@for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg > /tmp/bulwark-fuzz.log 2>&1 || { cat /tmp/bulwark-fuzz.log; exit 1; }; \
+	    for try in 1 2; do \
+	      if $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg > /tmp/bulwark-fuzz.log 2>&1; then break; fi; \
+	      if [ $$try = 1 ] && grep -q 'context deadline exceeded' /tmp/bulwark-fuzz.log && ! grep -q 'Failing input written' /tmp/bulwark-fuzz.log; then \
+	        echo "fuzz $$pkg $$f: the fuzz coordinator's deadline race (golang/go#75804); running it again"; continue; \
+	      fi; \
+	      cat /tmp/bulwark-fuzz.log; exit 1; \
+	    done; \
 	  done; \
 	done
 
