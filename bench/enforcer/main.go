@@ -20,6 +20,23 @@
 //   - host exec: the exec storm on the host, outside the container: what the
 //     enforcer's syscall tracepoints cost every other process.
 //
+// With -with defender (or enforcer,defender) each repetition also runs the
+// storm under the real bulwark-defender: it builds bulwark-console,
+// bulwark-defender and bulwarkctl, starts a Console on 127.0.0.1 with a
+// temporary data dir, PUTs a container runtime policy of -rules rules (the
+// last one scoped to the container's io.bulwark.image, holding the same
+// deny entries as above; the first rule that matches a container decides
+// for it), and for each run starts a fresh Defender (sensor on,
+// --enforce=auto, compliance on, --shim=off so that this machine's runc is
+// never replaced) from its own install bundle, waits until it is connected
+// and enforces exec, file-write and connect in the container with an empty
+// spool, waits -settle, runs the storm while measuring the Defender's and
+// the Console's CPU (/proc/<pid>/stat), waits until a sentinel exec after
+// the storm is stored at the Console, and stops the Defender with SIGTERM.
+// At the end the Console is stopped and its store read: the storm's
+// process.exec events of each run (capture). Baseline, enforcer and
+// Defender runs rotate which goes first.
+//
 // A Defender loads the enforcer once; here each enforced run makes a fresh
 // one, so the storm starts -settle after New and Apply (and the next run
 // -settle after Close), when the kernel's work of attaching and detaching
@@ -35,6 +52,7 @@
 //
 //	sudo go run ./bench/enforcer
 //	sudo go run ./bench/enforcer -rules 1000 -execs 5000 -repeat 7
+//	sudo go run ./bench/enforcer -with defender -repeat 7
 package main
 
 import (
@@ -63,6 +81,7 @@ type options struct {
 	rules, execs, opens, files, parallel, repeat int
 	disableLSM                                   bool
 	settle                                       time.Duration
+	enforcer, defender                           bool // the arms measured against the baseline
 }
 
 func main() {
@@ -74,8 +93,20 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", 1, "exec storm workers")
 	flag.IntVar(&o.repeat, "repeat", 5, "repetitions of each baseline/enforced pair")
 	flag.BoolVar(&o.disableLSM, "no-bpf-lsm", false, "use the fallback mechanisms even where BPF LSM works")
-	flag.DurationVar(&o.settle, "settle", 2*time.Second, "pause after starting and after closing an enforcer, before the next storm")
+	flag.DurationVar(&o.settle, "settle", 2*time.Second, "pause after starting and after closing an enforcer or a Defender, before the next storm")
+	with := flag.String("with", "enforcer", "what runs against the baseline, comma-separated: enforcer (in this process), defender (the real bulwark-defender and a Console)")
 	flag.Parse()
+	for w := range strings.SplitSeq(*with, ",") {
+		switch strings.TrimSpace(w) {
+		case "enforcer":
+			o.enforcer = true
+		case "defender":
+			o.defender = true
+		default:
+			fmt.Fprintf(os.Stderr, "bench/enforcer: -with %q: want enforcer, defender or both\n", w)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
@@ -134,11 +165,31 @@ func run(ctx context.Context, o options) error {
 			[]string{"exec", strconv.Itoa(o.execs), strconv.Itoa(o.parallel), "/bin/true"}, true},
 	}
 	type result struct {
-		base, enf       []time.Duration
-		baseCPU, enfCPU []time.Duration
-		stats           []enforcer.Stats
+		base, enf, def          []time.Duration
+		baseCPU, enfCPU, defCPU []time.Duration
+		stats                   []enforcer.Stats
+		runs                    []*defenderRun
 	}
 	results := make([]result, len(storms))
+	var db *defenderBench
+	if o.defender {
+		if db, err = newDefenderBench(ctx, tmp); err != nil {
+			return err
+		}
+		defer db.close()
+		progress(fmt.Sprintf("putting %d runtime rules at the Console", o.rules))
+		if err := db.putPolicy(ctx, o.rules); err != nil {
+			return fmt.Errorf("put the runtime policy: %w", err)
+		}
+	}
+	progsBefore, bpfErr := bpfPrograms(ctx)
+	arms := []string{"baseline"}
+	if o.enforcer {
+		arms = append(arms, "enforcer")
+	}
+	if o.defender {
+		arms = append(arms, "defender")
+	}
 	var mech enforcer.Mechanisms
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	for rep := range o.repeat {
@@ -152,81 +203,193 @@ func run(ctx context.Context, o options) error {
 				}
 				return runStorm(ctx, runc, append([]string{"exec", c.id, "/storm"}, s.args...)...)
 			}
-			// Alternate which goes first, so that drift in the machine's
-			// load does not favour either.
-			for _, enforced := range []bool{rep%2 == 1, rep%2 == 0} {
-				if !enforced {
+			r := &results[i]
+			// Rotate which goes first, so that drift in the machine's
+			// load does not favour any.
+			k := rep % len(arms)
+			for _, arm := range append(slices.Clone(arms[k:]), arms[:k]...) {
+				switch arm {
+				case "baseline":
 					d, err := stormRun()
 					if err != nil {
 						return fmt.Errorf("%s baseline: %w", s.name, err)
 					}
-					results[i].base = append(results[i].base, d.wall)
-					results[i].baseCPU = append(results[i].baseCPU, d.cpu)
-					continue
-				}
-				e, err := enforcer.New(enforcer.Config{DisableBPFLSM: o.disableLSM}, logger)
-				if err != nil {
-					return err
-				}
-				go func() {
-					for range e.Events() {
+					r.base = append(r.base, d.wall)
+					r.baseCPU = append(r.baseCPU, d.cpu)
+				case "enforcer":
+					e, err := enforcer.New(enforcer.Config{DisableBPFLSM: o.disableLSM}, logger)
+					if err != nil {
+						return err
 					}
-				}()
-				mech = e.Mechanisms()
-				if err := e.Apply(ctx, []enforcer.Target{target}); err != nil {
-					_ = e.Close()
-					return fmt.Errorf("apply %d rules: %w", o.rules, err)
+					go func() {
+						for range e.Events() {
+						}
+					}()
+					mech = e.Mechanisms()
+					if err := e.Apply(ctx, []enforcer.Target{target}); err != nil {
+						_ = e.Close()
+						return fmt.Errorf("apply %d rules: %w", o.rules, err)
+					}
+					time.Sleep(o.settle)
+					d, err := stormRun()
+					st := e.Stats()
+					if cerr := e.Close(); cerr != nil && err == nil {
+						err = cerr
+					}
+					time.Sleep(o.settle)
+					if err != nil {
+						return fmt.Errorf("%s with the enforcer: %w", s.name, err)
+					}
+					r.enf = append(r.enf, d.wall)
+					r.enfCPU = append(r.enfCPU, d.cpu)
+					r.stats = append(r.stats, st)
+				case "defender":
+					d, dr, err := db.withDefender(ctx, c, s.name, o.settle, stormRun)
+					if err != nil {
+						return err
+					}
+					r.def = append(r.def, d.wall)
+					r.defCPU = append(r.defCPU, d.cpu)
+					r.runs = append(r.runs, &dr)
 				}
-				time.Sleep(o.settle)
-				d, err := stormRun()
-				st := e.Stats()
-				if cerr := e.Close(); cerr != nil && err == nil {
-					err = cerr
-				}
-				time.Sleep(o.settle)
-				if err != nil {
-					return fmt.Errorf("%s with the enforcer: %w", s.name, err)
-				}
-				results[i].enf = append(results[i].enf, d.wall)
-				results[i].enfCPU = append(results[i].enfCPU, d.cpu)
-				results[i].stats = append(results[i].stats, st)
 			}
-			progress(fmt.Sprintf("rep %d/%d %s: baseline %v (cpu %v), enforced %v (cpu %v)", rep+1, o.repeat, s.name,
-				results[i].base[rep].Round(time.Millisecond), results[i].baseCPU[rep].Round(time.Millisecond),
-				results[i].enf[rep].Round(time.Millisecond), results[i].enfCPU[rep].Round(time.Millisecond)))
+			msg := fmt.Sprintf("rep %d/%d %s: baseline %v (cpu %v)", rep+1, o.repeat, s.name, r.base[rep].Round(time.Millisecond), r.baseCPU[rep].Round(time.Millisecond))
+			if o.enforcer {
+				msg += fmt.Sprintf(", enforcer %v (cpu %v)", r.enf[rep].Round(time.Millisecond), r.enfCPU[rep].Round(time.Millisecond))
+			}
+			if o.defender {
+				msg += fmt.Sprintf(", Defender %v (cpu %v, Defender %.0f %% of a core)", r.def[rep].Round(time.Millisecond), r.defCPU[rep].Round(time.Millisecond), 100*r.runs[rep].defCPU)
+			}
+			progress(msg)
 		}
 	}
+	load1 := loadavg()
+	if o.defender {
+		var runs []*defenderRun
+		var host []bool
+		for i, s := range storms {
+			runs = append(runs, results[i].runs...)
+			for range results[i].runs {
+				host = append(host, s.host)
+			}
+		}
+		if err := db.count(ctx, c.id, runs, host); err != nil {
+			return err
+		}
+	}
+	progsAfter, bpfErr2 := bpfPrograms(ctx)
 
-	fmt.Printf("Machine: %d CPUs, %s, kernel %s; load average %s at the start, %s at the end. %d runtime rules on the container (%d exec paths, %d write prefixes, %d connect ports); %d baseline/enforced pairs per storm, medians.\n\n",
-		runtime.NumCPU(), runtime.Version(), kernelRelease(), load0, loadavg(), o.rules, len(target.DenyExec), len(target.DenyWrite), len(target.DenyConnect), o.repeat)
-	fmt.Printf("Mechanisms: exec %s, file-write %s, connect %s, bind %s.\n\n", mech.Exec.Mechanism, mech.FileWrite.Mechanism, mech.Connect.Mechanism, mech.Bind.Mechanism)
-	fmt.Println("| workload | ops | wall, baseline | wall, with enforcer | wall ratio | storm CPU, baseline / with | CPU ratio | wall per op, baseline / with | fanotify decisions / ignore marks (median run) | mean decision time |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Printf("Machine: %d CPUs (%s), %s, kernel %s; load average %s at the start, %s at the end. %d runtime rules on the container (%d exec paths, %d write prefixes, %d connect ports); %d pairs per storm (%s), medians.\n\n",
+		runtime.NumCPU(), cpuModel(), runtime.Version(), kernelRelease(), load0, load1, o.rules, len(target.DenyExec), len(target.DenyWrite), len(target.DenyConnect), o.repeat, strings.Join(arms, ", "))
+	if o.enforcer {
+		fmt.Printf("The enforcer alone, in this process. Mechanisms: exec %s, file-write %s, connect %s, bind %s.\n\n", mech.Exec.Mechanism, mech.FileWrite.Mechanism, mech.Connect.Mechanism, mech.Bind.Mechanism)
+		fmt.Println("| workload | ops | wall, baseline | wall, with enforcer | wall ratio | storm CPU, baseline / with | CPU ratio | wall per op, baseline / with | fanotify decisions / ignore marks (median run) | mean decision time |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for i, s := range storms {
+			r := results[i]
+			b, e := median(r.base), median(r.enf)
+			bc, ec := median(r.baseCPU), median(r.enfCPU)
+			st := r.stats[len(r.stats)/2]
+			mean := "–"
+			if st.Decisions > 0 {
+				mean = fmt.Sprintf("%.1f µs", float64(st.DecisionTime.Nanoseconds())/float64(st.Decisions)/1e3)
+			}
+			fmt.Printf("| %s | %d | %v | %v | %.3f | %v / %v | %.3f | %.1f µs / %.1f µs | %d / %d | %s |\n", s.desc, s.ops,
+				b.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(b),
+				bc.Round(time.Millisecond), ec.Round(time.Millisecond), float64(ec)/float64(bc),
+				us(b, s.ops), us(e, s.ops), st.Decisions, st.IgnoreMarks, mean)
+		}
+		fmt.Println()
+	}
+	if o.defender {
+		fmt.Println("The real bulwark-defender (sensor on, --enforce=auto, --shim=off, compliance on), connected to a Console on 127.0.0.1 that holds the policy; a fresh Defender for each run. Captured: the storm's process.exec events of /bin/true stored at the Console, over all runs (the open storms' files are not under a watched path).")
+		fmt.Println()
+		fmt.Println("| workload | ops | wall, baseline | wall, with Defender | wall ratio | storm CPU, baseline / with | CPU ratio | wall per op, baseline / with | Defender CPU in the storm (median) | Console CPU in the storm (median) | exec events captured / produced |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for i, s := range storms {
+			r := results[i]
+			b, d := median(r.base), median(r.def)
+			bc, dc := median(r.baseCPU), median(r.defCPU)
+			var defCPU, conCPU []float64
+			captured := 0
+			for _, dr := range r.runs {
+				defCPU, conCPU = append(defCPU, dr.defCPU), append(conCPU, dr.consoleCPU)
+				captured += dr.captured
+			}
+			capture := "–"
+			if strings.Contains(s.name, "exec") {
+				capture = fmt.Sprintf("%d / %d (%.2f %%)", captured, s.ops*len(r.runs), 100*float64(captured)/float64(s.ops*len(r.runs)))
+			}
+			fmt.Printf("| %s | %d | %v | %v | %.3f | %v / %v | %.3f | %.1f µs / %.1f µs | %.1f %% | %.1f %% | %s |\n", s.desc, s.ops,
+				b.Round(time.Millisecond), d.Round(time.Millisecond), float64(d)/float64(b),
+				bc.Round(time.Millisecond), dc.Round(time.Millisecond), float64(dc)/float64(bc),
+				us(b, s.ops), us(d, s.ops), 100*medianF(defCPU), 100*medianF(conCPU), capture)
+		}
+		fmt.Println()
+		var held []string
+		var left []int
+		for i := range storms {
+			for _, dr := range results[i].runs {
+				held = append(held, strconv.Itoa(dr.progs))
+				left = append(left, dr.left...)
+			}
+		}
+		fmt.Printf("BPF programs held by each Defender: %s; ", strings.Join(held, ", "))
+		if len(left) == 0 {
+			fmt.Println("none still loaded after its SIGTERM.")
+		} else {
+			fmt.Printf("WARNING: still loaded after SIGTERM: %v.\n", left)
+		}
+	}
+	if bpfErr != nil || bpfErr2 != nil {
+		fmt.Printf("WARNING: could not list BPF programs before and after: %v\n", errors.Join(bpfErr, bpfErr2))
+	} else {
+		fmt.Printf("BPF programs loaded on the machine before and after the storms: %d and %d.\n", len(progsBefore), len(progsAfter))
+	}
+	fmt.Println()
+	fmt.Println("Every pair (wall baseline → with):")
+	fmt.Println()
 	for i, s := range storms {
 		r := results[i]
-		b, e := median(r.base), median(r.enf)
-		bc, ec := median(r.baseCPU), median(r.enfCPU)
-		st := r.stats[len(r.stats)/2]
-		mean := "–"
-		if st.Decisions > 0 {
-			mean = fmt.Sprintf("%.1f µs", float64(st.DecisionTime.Nanoseconds())/float64(st.Decisions)/1e3)
+		for _, arm := range arms[1:] {
+			with := r.enf
+			if arm == "defender" {
+				with = r.def
+			}
+			var pairs []string
+			for k := range r.base {
+				p := fmt.Sprintf("%v → %v", r.base[k].Round(time.Millisecond), with[k].Round(time.Millisecond))
+				if arm == "defender" {
+					p += fmt.Sprintf(" (Defender %.0f %%, drained %v)", 100*r.runs[k].defCPU, r.runs[k].drain.Round(10*time.Millisecond))
+				}
+				pairs = append(pairs, p)
+			}
+			fmt.Printf("- %s, %s: %s\n", s.name, arm, strings.Join(pairs, ", "))
 		}
-		fmt.Printf("| %s | %d | %v | %v | %.3f | %v / %v | %.3f | %.1f µs / %.1f µs | %d / %d | %s |\n", s.desc, s.ops,
-			b.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(b),
-			bc.Round(time.Millisecond), ec.Round(time.Millisecond), float64(ec)/float64(bc),
-			us(b, s.ops), us(e, s.ops), st.Decisions, st.IgnoreMarks, mean)
-	}
-	fmt.Println()
-	fmt.Println("Every pair (wall baseline → with enforcer):")
-	fmt.Println()
-	for i, s := range storms {
-		var pairs []string
-		for k := range results[i].base {
-			pairs = append(pairs, fmt.Sprintf("%v → %v", results[i].base[k].Round(time.Millisecond), results[i].enf[k].Round(time.Millisecond)))
-		}
-		fmt.Printf("- %s: %s\n", s.name, strings.Join(pairs, ", "))
 	}
 	return nil
+}
+
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func cpuModel() string {
+	raw, _ := os.ReadFile("/proc/cpuinfo")
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
 }
 
 func us(d time.Duration, ops int) float64 { return float64(d.Microseconds()) / float64(ops) }
@@ -270,7 +433,10 @@ func loadavg() string {
 }
 
 // sample is what one storm measured of itself.
-type sample struct{ wall, cpu time.Duration }
+type sample struct {
+	wall, cpu time.Duration
+	pid       int // of the process run: the storm itself on the host
+}
 
 // runStorm runs the storm and returns what it measured itself.
 func runStorm(ctx context.Context, name string, args ...string) (sample, error) {
@@ -286,7 +452,7 @@ func runStorm(ctx context.Context, name string, args ...string) (sample, error) 
 	if _, err := fmt.Sscanf(out.String(), "elapsed_ns %d cpu_ns %d ops %d", &ns, &cpuNs, &ops); err != nil {
 		return sample{}, fmt.Errorf("storm output %q: %w", out.String(), err)
 	}
-	return sample{time.Duration(ns), time.Duration(cpuNs)}, nil
+	return sample{time.Duration(ns), time.Duration(cpuNs), cmd.Process.Pid}, nil
 }
 
 // rulesFor compiles n rules for the container, none of which the storms
@@ -350,6 +516,7 @@ func startContainer(ctx context.Context, runc, bundle, storm string) (*container
 	proc["terminal"] = false
 	proc["args"] = []string{"sleep", "3600"}
 	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
+	spec["annotations"] = map[string]string{"io.bulwark.image": benchImage} // what the Defender's rules are scoped to
 	if b, err = json.Marshal(spec); err != nil {
 		return nil, err
 	}
