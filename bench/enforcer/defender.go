@@ -5,7 +5,6 @@ package main
 // that holds the runtime policy.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"bulwark/bench/internal/benchkit"
 	"bulwark/internal/defender"
 	"bulwark/internal/event"
 	"bulwark/internal/sqlite"
@@ -40,48 +39,10 @@ const (
 
 // proc is a process this program started; it is only ever signalled by its
 // PID.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
-	done chan struct{}
-}
+type proc = benchkit.Proc
 
-func startProc(cmd *exec.Cmd) (*proc, error) {
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, out: &out, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after grace.
-func (p *proc) stop(grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		progress(fmt.Sprintf("pid %d did not stop within %s; killing it", p.pid(), grace))
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+// progressf is progress with a format, for benchkit.Start.
+func progressf(format string, args ...any) { progress(fmt.Sprintf(format, args...)) }
 
 // defenderRun is what one storm under the Defender measured beyond the
 // storm's own times.
@@ -132,25 +93,16 @@ func newDefenderBench(ctx context.Context, tmp string) (*defenderBench, error) {
 
 func (b *defenderBench) close() {
 	if b.console != nil {
-		b.console.stop(15 * time.Second)
+		b.console.Stop(15 * time.Second)
 	}
-}
-
-func freePort() (int, error) {
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (b *defenderBench) startConsole(ctx context.Context) error {
-	apiPort, err := freePort()
+	apiPort, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
-	chPort, err := freePort()
+	chPort, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
@@ -158,7 +110,7 @@ func (b *defenderBench) startConsole(ctx context.Context) error {
 	cmd := exec.Command(filepath.Join(b.bin, "bulwark-console"), "--data-dir", b.dataDir, //nolint:noctx // stopped by SIGTERM, so that its store is closed cleanly
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort), "--channel-addr", fmt.Sprintf("127.0.0.1:%d", chPort))
 	cmd.Env = append(os.Environ(), "BULWARK_ADMIN_PASSWORD="+adminPassword)
-	p, err := startProc(cmd)
+	p, err := benchkit.Start(cmd, progressf)
 	if err != nil {
 		return fmt.Errorf("start the console: %w", err)
 	}
@@ -174,13 +126,13 @@ func (b *defenderBench) startConsole(ctx context.Context) error {
 				return nil
 			}
 		}
-		if p.exited() {
-			return fmt.Errorf("the console exited:\n%s", p.out)
+		if p.Exited() {
+			return fmt.Errorf("the console exited:\n%s", p.Out)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the console did not answer within 30s:\n%s", p.out)
+			return fmt.Errorf("the console did not answer within 30s:\n%s", p.Out)
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := benchkit.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -271,30 +223,30 @@ func (b *defenderBench) withDefender(ctx context.Context, c *container, storm st
 	}
 	state := filepath.Join(b.tmp, "state-"+r.id)
 	started := time.Now()
-	p, err := startProc(exec.Command(filepath.Join(b.bin, "bulwark-defender"), //nolint:noctx // stopped by SIGTERM, as a service manager would
-		"--bundle", bundle, "--state-dir", state, "--shim=off"))
+	p, err := benchkit.Start(exec.Command(filepath.Join(b.bin, "bulwark-defender"), //nolint:noctx // stopped by SIGTERM, as a service manager would
+		"--bundle", bundle, "--state-dir", state, "--shim=off"), progressf)
 	if err != nil {
 		return sample{}, r, fmt.Errorf("start the defender: %w", err)
 	}
-	defer p.stop(30 * time.Second)
+	defer p.Stop(30 * time.Second)
 	fail := func(err error) (sample, defenderRun, error) {
-		return sample{}, r, fmt.Errorf("%s with the Defender: %w\ndefender output:\n%s", storm, err, tail(p.out.String(), 4000))
+		return sample{}, r, fmt.Errorf("%s with the Defender: %w\ndefender output:\n%s", storm, err, benchkit.Tail(p.Out.String(), 4000))
 	}
 	if err := waitReady(ctx, p, state, c.id, started); err != nil {
 		return fail(err)
 	}
-	if err := sleep(ctx, settle); err != nil {
+	if err := benchkit.Sleep(ctx, settle); err != nil {
 		return fail(err)
 	}
 
-	c0, _ := cpuTicks(b.console.pid())
-	d0, _ := cpuTicks(p.pid())
+	c0, _ := benchkit.CPUTicks(b.console.PID())
+	d0, _ := benchkit.CPUTicks(p.PID())
 	s, err := run()
 	if err != nil {
 		return fail(err)
 	}
-	d1, _ := cpuTicks(p.pid())
-	c1, _ := cpuTicks(b.console.pid())
+	d1, _ := benchkit.CPUTicks(p.PID())
+	c1, _ := benchkit.CPUTicks(b.console.PID())
 	r.stormPID = s.pid
 	r.defCPU = float64(d1-d0) / clkTck / s.wall.Seconds()
 	r.consoleCPU = float64(c1-c0) / clkTck / s.wall.Seconds()
@@ -304,12 +256,12 @@ func (b *defenderBench) withDefender(ctx context.Context, c *container, storm st
 	}
 	r.drain = time.Since(end)
 
-	held, err := heldPrograms(p.pid())
+	held, err := heldPrograms(p.PID())
 	if err != nil {
 		return fail(err)
 	}
 	r.progs = len(held)
-	p.stop(30 * time.Second)
+	p.Stop(30 * time.Second)
 	if loaded, err := bpfPrograms(ctx); err == nil {
 		for _, id := range held {
 			if slices.Contains(loaded, id) {
@@ -317,7 +269,7 @@ func (b *defenderBench) withDefender(ctx context.Context, c *container, storm st
 			}
 		}
 	}
-	return s, r, sleep(ctx, settle)
+	return s, r, benchkit.Sleep(ctx, settle)
 }
 
 // waitReady waits until the Defender, in a status written after since, is
@@ -355,14 +307,14 @@ func waitReady(ctx context.Context, p *proc, state, containerID string, since ti
 			}
 			last = st
 		}
-		if p.exited() {
+		if p.Exited() {
 			return errors.New("the Defender exited")
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready within 90s: connected %v, policy revision %d, spool %+v, runtime %+v, sensor error %q",
 				st.Connected, st.PolicyRevision, st.Spool, st.Runtime, st.SensorError)
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := benchkit.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -415,13 +367,13 @@ func (b *defenderBench) sentinel(ctx context.Context, p *proc, mark string, sinc
 				break
 			}
 		}
-		if p.exited() {
+		if p.Exited() {
 			return errors.New("the Defender exited")
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the sentinel exec %s was not stored within %s", mark, timeout)
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := benchkit.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -466,43 +418,6 @@ func (b *defenderBench) count(ctx context.Context, containerID string, runs []*d
 		}
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
-
-// cpuTicks is utime+stime of pid, all threads, in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
-	}
-	f := strings.Fields(string(raw[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	return u + s, errors.Join(err1, err2)
 }
 
 // heldPrograms returns the ids of the BPF programs pid holds through a

@@ -57,7 +57,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -72,6 +71,7 @@ import (
 	"syscall"
 	"time"
 
+	"bulwark/bench/internal/benchkit"
 	"bulwark/internal/defender"
 	"bulwark/internal/event"
 	"bulwark/internal/sqlite"
@@ -195,7 +195,7 @@ func run(ctx context.Context) error {
 	}
 	loadEnd := loadavg()
 
-	b.console.stop(15 * time.Second)
+	b.console.Stop(15 * time.Second)
 	if err := b.count(ctx, results); err != nil {
 		return err
 	}
@@ -278,12 +278,9 @@ type result struct {
 	lostK, lostU uint64
 }
 
-// proc is a process this program started; it is only ever signalled by its PID.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
-	done chan struct{}
-}
+// proc is a process this program started; it is only ever signalled by its
+// PID.
+type proc = benchkit.Proc
 
 type procSet struct {
 	mu    sync.Mutex
@@ -291,13 +288,10 @@ type procSet struct {
 }
 
 func (s *procSet) start(cmd *exec.Cmd) (*proc, error) {
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	p, err := benchkit.Start(cmd, logf)
+	if err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, out: &out, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
 	s.mu.Unlock()
@@ -308,51 +302,16 @@ func (s *procSet) killAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.procs {
-		p.stop(10 * time.Second)
+		p.Stop(10 * time.Second)
 	}
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after grace.
-func (p *proc) stop(grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		logf("pid %d did not stop within %s; killing it", p.pid(), grace)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func freePort() (int, error) {
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (b *bench) startConsole(ctx context.Context) error {
-	apiPort, err := freePort()
+	apiPort, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
-	chPort, err := freePort()
+	chPort, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
@@ -380,26 +339,15 @@ func (b *bench) startConsole(ctx context.Context) error {
 				}
 			}
 		}
-		if p.exited() {
-			return fmt.Errorf("console exited:\n%s", p.out)
+		if p.Exited() {
+			return fmt.Errorf("console exited:\n%s", p.Out)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("console did not answer within 30s:\n%s", p.out)
+			return fmt.Errorf("console did not answer within 30s:\n%s", p.Out)
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := benchkit.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
@@ -550,12 +498,12 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 	if err != nil {
 		return fmt.Errorf("start defender: %w", err)
 	}
-	defer p.stop(30 * time.Second)
+	defer p.Stop(30 * time.Second)
 	fail := func(err error) error {
-		return fmt.Errorf("%s #%d with the Defender: %w\ndefender output:\n%s", r.storm, r.rep, err, tail(p.out.String(), 4000))
+		return fmt.Errorf("%s #%d with the Defender: %w\ndefender output:\n%s", r.storm, r.rep, err, benchkit.Tail(p.Out.String(), 4000))
 	}
 
-	logf("%s #%d: Defender pid %d started; waiting until it is connected and idle", r.storm, r.rep, p.pid())
+	logf("%s #%d: Defender pid %d started; waiting until it is connected and idle", r.storm, r.rep, p.PID())
 	st, err := waitSettled(ctx, p, state, time.Time{}, 60*time.Second)
 	if err != nil {
 		return fail(err)
@@ -564,19 +512,19 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 		return fail(fmt.Errorf("no sensor in the Defender's status (sensor error %q)", st.SensorError))
 	}
 
-	t0, err := cpuTicks(p.pid())
+	t0, err := benchkit.CPUTicks(p.PID())
 	if err != nil {
 		return fail(err)
 	}
-	if err := sleep(ctx, b.o.idle); err != nil {
+	if err := benchkit.Sleep(ctx, b.o.idle); err != nil {
 		return err
 	}
-	t1, err := cpuTicks(p.pid())
+	t1, err := benchkit.CPUTicks(p.PID())
 	if err != nil {
 		return fail(err)
 	}
 	r.idleCPU = float64(t1-t0) / clkTck / b.o.idle.Seconds()
-	r.idleRSS, _ = memKB(p.pid(), "VmRSS")
+	r.idleRSS, _ = memKB(p.PID(), "VmRSS")
 	st, err = defender.ReadStatus(state)
 	if err != nil {
 		return fail(err)
@@ -591,7 +539,7 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 		tk := time.NewTicker(100 * time.Millisecond)
 		defer tk.Stop()
 		for {
-			if kb, err := memKB(p.pid(), "VmRSS"); err == nil {
+			if kb, err := memKB(p.PID(), "VmRSS"); err == nil {
 				peak = max(peak, kb)
 			}
 			select {
@@ -604,16 +552,16 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 	defer func() { stopSampling(); wg.Wait() }()
 
 	logf("%s #%d: storm with the Defender (idle %.2f%% of a core, %d kB)", r.storm, r.rep, 100*r.idleCPU, r.idleRSS)
-	c0, _ := cpuTicks(b.console.pid())
-	s0, _ := cpuTicks(p.pid())
+	c0, _ := benchkit.CPUTicks(b.console.PID())
+	s0, _ := benchkit.CPUTicks(p.PID())
 	stormStart := time.Now()
 	d, cpu, _, err := b.storm(ctx, r.storm, r.marker)
 	if err != nil {
 		return fail(err)
 	}
 	r.with, r.withCPU = d, cpu
-	s1, _ := cpuTicks(p.pid())
-	c1, _ := cpuTicks(b.console.pid())
+	s1, _ := benchkit.CPUTicks(p.PID())
+	c1, _ := benchkit.CPUTicks(b.console.PID())
 	r.stormCPU = float64(s1-s0) / clkTck / d.Seconds()
 	r.consoleCPU = float64(c1-c0) / clkTck / d.Seconds()
 	stormEnd := time.Now()
@@ -624,7 +572,7 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 		return fail(err)
 	}
 	r.drain = time.Since(stormEnd)
-	s2, _ := cpuTicks(p.pid())
+	s2, _ := benchkit.CPUTicks(p.PID())
 	// Loss counters from a status written after that.
 	st, err = waitSettled(ctx, p, state, time.Now(), time.Minute)
 	if err != nil {
@@ -637,12 +585,12 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 	r.spooled = st.Spool.NextSeq - seq0
 	r.stLostK, r.stLostU = st.Sensor.LostKernel, st.Sensor.LostUser
 	logf("%s #%d: drained %s after the storm (storm took %s)", r.storm, r.rep, r.drain.Round(time.Millisecond), stormEnd.Sub(stormStart).Round(time.Millisecond))
-	held, err := heldPrograms(p.pid())
+	held, err := heldPrograms(p.PID())
 	if err != nil {
 		return fail(err)
 	}
 	stopStart := time.Now()
-	p.stop(30 * time.Second)
+	p.Stop(30 * time.Second)
 	r.stop = time.Since(stopStart)
 	r.progs = len(held)
 	if loaded, err := bpfPrograms(); err == nil {
@@ -653,7 +601,7 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 		}
 	}
 	if r.stop > 5*time.Second {
-		logf("%s #%d: the Defender took %s to stop on SIGTERM; its last output:\n%s", r.storm, r.rep, r.stop.Round(time.Millisecond), tail(p.out.String(), 2000))
+		logf("%s #%d: the Defender took %s to stop on SIGTERM; its last output:\n%s", r.storm, r.rep, r.stop.Round(time.Millisecond), benchkit.Tail(p.Out.String(), 2000))
 	}
 	return nil
 }
@@ -704,13 +652,13 @@ func (b *bench) sentinel(ctx context.Context, p *proc, mark string, since time.T
 		if len(page) == 1000 {
 			continue
 		}
-		if p.exited() {
+		if p.Exited() {
 			return errors.New("the Defender exited")
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the sentinel exec %s was not stored within %s", mark, timeout)
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := benchkit.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -733,13 +681,13 @@ func waitSettled(ctx context.Context, p *proc, state string, since time.Time, ti
 			}
 			last = st
 		}
-		if p.exited() {
+		if p.Exited() {
 			return st, errors.New("the Defender exited")
 		}
 		if time.Now().After(deadline) {
 			return st, fmt.Errorf("not settled within %s: status %+v", timeout, st.Spool)
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := benchkit.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return st, err
 		}
 	}
@@ -821,25 +769,6 @@ func eachEvent(ctx context.Context, db *sqlite.DB, f event.Filter, fn func(event
 	}
 }
 
-// cpuTicks is utime+stime of pid, all threads, in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
-	}
-	f := strings.Fields(string(raw[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	return u + s, errors.Join(err1, err2)
-}
-
 // memKB reads a kB line (VmRSS, VmHWM) of /proc/<pid>/status.
 func memKB(pid int, key string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
@@ -915,13 +844,6 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
 }
 
 func median[T int64 | float64 | time.Duration](xs []T) T {
