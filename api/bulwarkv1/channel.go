@@ -23,6 +23,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -156,13 +158,83 @@ type Heartbeat struct {
 // ErrFrame marks a frame that breaks the protocol.
 var ErrFrame = errors.New("bad frame")
 
-// Encode wraps body in an envelope of type typ.
+// Encode wraps body in an envelope of type typ. The bytes are those of
+// json.Marshal(Envelope{typ, json.Marshal(body)}). An Events body is written
+// without scanning each event's Data again, which must therefore be compact
+// JSON, as json.Marshal writes it (the Defender's spool holds nothing else);
+// the Console checks every frame it reads.
 func Encode(typ string, body any) ([]byte, error) {
+	if evs, ok := body.(Events); ok && typ == TypeEvents && evs.Events != nil {
+		if b, ok := appendEvents(nil, evs.Events); ok {
+			return b, nil
+		}
+	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
 	}
-	return json.Marshal(Envelope{Type: typ, Body: b})
+	// b is compact: the envelope around it needs no second scan.
+	out := append(make([]byte, 0, len(b)+len(typ)+20), `{"type":`...)
+	out = appendString(out, typ)
+	out = append(out, `,"body":`...)
+	out = append(out, b...)
+	return append(out, '}'), nil
+}
+
+// appendEvents writes an events frame as Encode's general path would; false
+// when an event needs that path (a kind or time json.Marshal writes in
+// another form, or fails on; empty Data is left out as omitempty does).
+func appendEvents(b []byte, evs []Event) ([]byte, bool) {
+	size := 64
+	for i := range evs {
+		size += 96 + len(evs[i].Kind) + len(evs[i].Data)
+	}
+	b = slices.Grow(b, size)
+	b = append(b, `{"type":"events","body":{"events":[`...)
+	for i := range evs {
+		e := &evs[i]
+		if y := e.Time.Year(); y < 0 || y > 9999 || !plainString(e.Kind) {
+			return nil, false
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"seq":`...)
+		b = strconv.AppendUint(b, e.Seq, 10)
+		b = append(b, `,"time":"`...)
+		b = e.Time.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","kind":"`...)
+		b = append(b, e.Kind...)
+		b = append(b, '"')
+		if len(e.Data) > 0 {
+			b = append(b, `,"data":`...)
+			b = append(b, e.Data...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}}"...), true
+}
+
+// appendString writes s as a JSON string, as json.Marshal would.
+func appendString(b []byte, s string) []byte {
+	if plainString(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	q, _ := json.Marshal(s) // a string always encodes
+	return append(b, q...)
+}
+
+// plainString says whether json.Marshal writes s between quotes unchanged:
+// printable ASCII without the characters it escapes.
+func plainString(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // Decode parses one frame into its type and typed body (*Hello, *Events, …).

@@ -149,3 +149,97 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// marshalFrame is what Encode writes, the slow way.
+func marshalFrame(t testing.TB, typ string, body any) []byte {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := json.Marshal(Envelope{Type: typ, Body: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame
+}
+
+// TestEncodeIsMarshal: Encode writes the same bytes as json.Marshal of the
+// envelope around json.Marshal of the body, on its fast paths too.
+func TestEncodeIsMarshal(t *testing.T) {
+	at := time.Date(2026, 11, 30, 7, 1, 2, 345678900, time.UTC)
+	for _, tc := range []struct {
+		name string
+		typ  string
+		body any
+	}{
+		{"events", TypeEvents, Events{Events: []Event{
+			{Seq: 1, Time: at, Kind: "process.exec", Data: json.RawMessage(`{"process":{"pid":1,"argv":["a\u003cb","é"]}}`)},
+			{Seq: 2, Time: at.In(time.FixedZone("x", 3600)), Kind: "file.write"},
+			{Seq: 3, Time: time.Time{}, Kind: "sensor.loss", Data: json.RawMessage(`[]`)},
+		}}},
+		{"no events", TypeEvents, Events{}},
+		{"kind json escapes", TypeEvents, Events{Events: []Event{{Seq: 9, Time: at, Kind: "a<b&\"é\u2028", Data: json.RawMessage(`1`)}}}},
+		{"year 10000", TypeEvents, Events{Events: []Event{{Seq: 9, Time: at.AddDate(8000, 0, 0), Kind: "k", Data: json.RawMessage(`1`)}}}},
+		{"heartbeat", TypeHeartbeat, Heartbeat{Time: at}},
+		{"ack", TypeAck, Ack{Seq: 7}},
+		{"hello", TypeHello, Hello{ID: "d<1>", Hostname: "h"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, gerr := Encode(tc.typ, tc.body)
+			b, werr := json.Marshal(tc.body)
+			if werr != nil {
+				if gerr == nil {
+					t.Fatalf("Encode = %s, want an error like json.Marshal's %v", got, werr)
+				}
+				return
+			}
+			if gerr != nil {
+				t.Fatalf("Encode error: %v", gerr)
+			}
+			want, _ := json.Marshal(Envelope{Type: tc.typ, Body: b})
+			if !bytes.Equal(got, want) {
+				t.Errorf("Encode =\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// FuzzEncodeEvents: for any events whose data is compact JSON, Encode's fast
+// path writes what json.Marshal writes, and Decode reads it back.
+func FuzzEncodeEvents(f *testing.F) {
+	f.Add(uint64(1), int64(1764486000123456789), "process.exec", []byte(`{"a":[1,"x"]}`), uint64(2), "file.write", []byte(``))
+	f.Add(uint64(5), int64(-62135596800000000), "k<", []byte(`"\u2028"`), uint64(6), "k", []byte(`null`))
+	f.Fuzz(func(t *testing.T, seq1 uint64, nanos int64, kind1 string, data1 []byte, seq2 uint64, kind2 string, data2 []byte) {
+		compact := func(d []byte) json.RawMessage {
+			if len(d) == 0 {
+				return nil
+			}
+			var buf bytes.Buffer
+			if json.Compact(&buf, d) != nil {
+				return json.RawMessage(`{}`)
+			}
+			return buf.Bytes()
+		}
+		at := time.Unix(0, nanos).UTC()
+		body := Events{Events: []Event{
+			{Seq: seq1, Time: at, Kind: kind1, Data: compact(data1)},
+			{Seq: seq2, Time: at.Add(time.Microsecond), Kind: kind2, Data: compact(data2)},
+		}}
+		got, err := Encode(TypeEvents, body)
+		b, werr := json.Marshal(body)
+		if werr != nil {
+			if err == nil {
+				t.Fatalf("Encode = %s, want json.Marshal's error %v", got, werr)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Encode error: %v", err)
+		}
+		want, _ := json.Marshal(Envelope{Type: TypeEvents, Body: b})
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Encode =\n%s\nwant\n%s", got, want)
+		}
+	})
+}

@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Env("compliance-interval", "BULWARK_COMPLIANCE_INTERVAL")
 	watch := fs.String("watch-paths", "", "comma-separated path prefixes whose file changes are reported, beyond the sensitive system paths that always are")
 	fs.Env("watch-paths", "BULWARK_WATCH_PATHS")
-	fs.IntVar(&cfg.RingBufferBytes, "sensor-ring-buffer-bytes", 0, "size of the sensor's kernel ring buffer, a power of two (default 8 MiB)")
+	fs.IntVar(&cfg.RingBufferBytes, "sensor-ring-buffer-bytes", 0, "size of the sensor's kernel ring buffer, a power of two (default 4 MiB)")
 	fs.Env("sensor-ring-buffer-bytes", "BULWARK_SENSOR_RING_BUFFER_BYTES")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (default: off)")
 	fs.Env("metrics-addr", "BULWARK_METRICS_ADDR")

@@ -5,6 +5,7 @@
 package defender
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,7 +49,7 @@ type Config struct {
 	// WatchPaths are path prefixes whose file changes are reported, beyond
 	// the sensitive system paths that always are.
 	WatchPaths []string
-	// RingBufferBytes sizes the sensor's kernel ring buffer (0: 8 MiB).
+	// RingBufferBytes sizes the sensor's kernel ring buffer (0: 4 MiB).
 	RingBufferBytes int
 	// MetricsAddr serves Prometheus metrics at /metrics; empty: off.
 	MetricsAddr string
@@ -632,6 +633,40 @@ type spooled struct {
 	Data json.RawMessage `json:"d,omitempty"`
 }
 
+// parseSpooled reads a record in the layout appendSpooled and
+// json.Marshal(spooled) write, {"t":"…","k":"…","d":…}, without scanning the
+// data: it is compact JSON that json.Marshal wrote, and the spool's checksum
+// says it is what was written. false: another layout, for json.Unmarshal.
+func parseSpooled(b []byte) (spooled, bool) {
+	const pt, pk, pd = `{"t":"`, `","k":"`, `","d":`
+	rest, ok := bytes.CutPrefix(b, []byte(pt))
+	if !ok || len(b) == 0 || b[len(b)-1] != '}' {
+		return spooled{}, false
+	}
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 {
+		return spooled{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(rest[:i]))
+	if err != nil {
+		return spooled{}, false
+	}
+	rest, ok = bytes.CutPrefix(rest[i:], []byte(pk))
+	if !ok {
+		return spooled{}, false
+	}
+	i = bytes.IndexByte(rest, '"')
+	if i <= 0 || bytes.IndexByte(rest[:i], '\\') >= 0 {
+		return spooled{}, false
+	}
+	kind := string(rest[:i])
+	data, ok := bytes.CutPrefix(rest[i:], []byte(pd))
+	if !ok || len(data) < 2 { // at least one byte of data and the closing brace
+		return spooled{}, false
+	}
+	return spooled{Time: at, Kind: kind, Data: data[:len(data)-1]}, true
+}
+
 // outbox adapts the spool to the channel client.
 type outbox struct{ sp *spool.Spool }
 
@@ -642,9 +677,11 @@ func (o outbox) Pending(from uint64, maxEvents int) ([]bulwarkv1.Event, error) {
 	}
 	out := make([]bulwarkv1.Event, 0, len(recs))
 	for _, r := range recs {
-		var s spooled
-		if err := json.Unmarshal(r.Data, &s); err != nil || s.Kind == "" {
-			s = spooled{Time: time.Now(), Kind: "spool.corrupt"} // keep the seq sequence whole; report, don't stall
+		s, ok := parseSpooled(r.Data)
+		if !ok {
+			if err := json.Unmarshal(r.Data, &s); err != nil || s.Kind == "" {
+				s = spooled{Time: time.Now(), Kind: "spool.corrupt"} // keep the seq sequence whole; report, don't stall
+			}
 		}
 		out = append(out, bulwarkv1.Event{Seq: r.Seq, Time: s.Time, Kind: s.Kind, Data: s.Data})
 	}

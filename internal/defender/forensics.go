@@ -26,6 +26,7 @@ type tracked struct {
 
 	written map[string]bool // files written since start (bounded)
 	procs   map[uint32]*event.ForensicProcess
+	exited  []*event.ForensicProcess // in the order they exited; some may have left procs since
 	ring    []event.ForensicEvent // circular, next at head
 	head    int
 	full    bool
@@ -81,9 +82,10 @@ func (w *tracked) record(kind string, at time.Time, rt *event.Runtime, audit str
 		return // forks are in the tree; the ring keeps what they did
 	case event.KindProcessExit:
 		if p.TID == 0 || p.TID == p.PID { // the process, not one of its threads
-			if fp := w.procs[p.PID]; fp != nil {
+			if fp := w.procs[p.PID]; fp != nil && fp.Exited == nil {
 				t := at
 				fp.Exited = &t
+				w.exited = append(w.exited, fp)
 			}
 		}
 	}
@@ -103,24 +105,41 @@ func (w *tracked) record(kind string, at time.Time, rt *event.Runtime, audit str
 	}
 }
 
-// addProcess puts p into the tree, making room by forgetting the oldest
-// exited processes, then the oldest.
+// addProcess puts p into the tree, making room by forgetting the process
+// that exited first, or when none has, the one that started first.
 func (w *tracked) addProcess(p *event.ForensicProcess) {
 	if _, ok := w.procs[p.PID]; !ok && len(w.procs) >= forensicProcesses {
-		var victim uint32
-		var when time.Time
-		for pid, q := range w.procs {
-			t := q.Start
-			if q.Exited != nil {
-				t = time.Time{} // exited first
-			}
-			if victim == 0 || t.Before(when) {
-				victim, when = pid, t
-			}
-		}
-		delete(w.procs, victim)
+		w.evict()
 	}
 	w.procs[p.PID] = p
+	if len(w.exited) > 2*forensicProcesses {
+		// Exited processes whose pid was taken again are no longer in
+		// procs: drop them from the queue, or it grows without an eviction.
+		w.exited = slices.DeleteFunc(w.exited, func(q *event.ForensicProcess) bool { return w.procs[q.PID] != q })
+	}
+}
+
+// evict forgets one process. Every exec and fork of a busy container or
+// host comes here once its tree is full: exited processes leave in order
+// without a walk over the tree.
+func (w *tracked) evict() {
+	for len(w.exited) > 0 {
+		q := w.exited[0]
+		w.exited[0] = nil
+		w.exited = w.exited[1:]
+		if w.procs[q.PID] == q {
+			delete(w.procs, q.PID)
+			return
+		}
+	}
+	var victim uint32
+	var when time.Time
+	for pid, q := range w.procs {
+		if victim == 0 || q.Start.Before(when) {
+			victim, when = pid, q.Start
+		}
+	}
+	delete(w.procs, victim)
 }
 
 // markWritten remembers a file written after the container started.

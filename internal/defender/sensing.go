@@ -42,7 +42,7 @@ type queued struct {
 const (
 	queueLen      = 64 << 10
 	appendBatch   = 2048
-	appendLinger  = 20 * time.Millisecond
+	appendLinger  = 50 * time.Millisecond
 	lossReportGap = 5 * time.Second
 )
 

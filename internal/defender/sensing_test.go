@@ -1,7 +1,9 @@
 package defender
 
 import (
+	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -43,6 +45,48 @@ func BenchmarkSpoolRecord(b *testing.B) {
 		for b.Loop() {
 			if _, err := json.Marshal(spooled{Time: at, Kind: event.KindProcessExec, Data: data}); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// FuzzParseSpooled: a record as the Defender writes it (appendSpooled, or
+// json.Marshal of a spooled) reads back by parseSpooled as json.Unmarshal
+// reads it, and no bytes make it panic.
+func FuzzParseSpooled(f *testing.F) {
+	f.Add(int64(1764486000123456789), "process.exec", []byte(`{"process":{"pid":7}}`), []byte(`{"t":"x"}`))
+	f.Add(int64(0), `a"b`, []byte(``), []byte(`{"t":"2026-01-01T00:00:00Z","k":"k","d":1}`))
+	f.Add(int64(-1), `k\`, []byte(`"\u003c"`), []byte(`{"t":"2026-01-01T00:00:00Z","k":"k","d":}`))
+	f.Fuzz(func(t *testing.T, nanos int64, kind string, data, raw []byte) {
+		at := time.Unix(0, nanos).In(time.FixedZone("z", int(nanos%7)*3600))
+		var d json.RawMessage
+		if len(data) > 0 {
+			if !json.Valid(data) {
+				data = []byte(`{"x":1}`)
+			}
+			d = data
+		}
+		var records [][]byte
+		if m, err := json.Marshal(spooled{Time: at, Kind: kind, Data: d}); err == nil {
+			records = append(records, m)
+			if kind != "" && len(d) > 0 && json.Valid([]byte(strconv.Quote(kind))) {
+				records = append(records, appendSpooled(nil, at, kind, m[bytes.LastIndex(m, []byte(`"d":`))+4:len(m)-1]))
+			}
+		}
+		for _, rec := range append(records, raw) {
+			got, ok := parseSpooled(rec)
+			if !ok {
+				continue
+			}
+			var want spooled
+			if err := json.Unmarshal(rec, &want); err != nil {
+				continue // not a record the Defender wrote
+			}
+			if again, _ := json.Marshal(want); !bytes.Equal(again, rec) {
+				continue // JSON, but not in the layout the Defender writes
+			}
+			if !got.Time.Equal(want.Time) || got.Kind != want.Kind || !bytes.Equal(got.Data, want.Data) {
+				t.Fatalf("parseSpooled(%s) = %+v, json.Unmarshal = %+v", rec, got, want)
 			}
 		}
 	})

@@ -69,6 +69,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Limits and defaults.
@@ -169,6 +170,8 @@ type Spool struct {
 	// stateMu serializes writing the state file and deleting segments, so
 	// that the state on disk always covers the files that are gone.
 	stateMu sync.Mutex
+	// ackWritten is when Ack last wrote the state file (under stateMu).
+	ackWritten time.Time
 
 	// mu guards what follows. Read holds it while reading the files, so a
 	// segment is never deleted under a reader.
@@ -674,10 +677,19 @@ func (s *Spool) readSegment(g *segment, start uint64, out []Record, bytes, maxRe
 	return out, bytes, len(out) >= maxRecords, nil
 }
 
-// Ack acknowledges every seq up to and including seq: it persists the mark
-// and deletes the segments whose records are all acknowledged, except the
-// newest. Acking below the current mark does nothing; acking a seq that was
-// never appended is ErrAckAhead.
+// ackWriteEvery bounds how often Ack writes the state file when no segment
+// is deleted. A mark that a crash lost only makes the reader send acked
+// records again, which the Console recognises by their seqs; an fsync per
+// ack, one per batch the Console stores, was a tenth of a busy Defender's
+// CPU.
+const ackWriteEvery = time.Second
+
+// Ack acknowledges every seq up to and including seq and deletes the
+// segments whose records are all acknowledged, except the newest. The mark is
+// persisted before any segment is deleted, and otherwise at most every
+// ackWriteEvery (and by Close): after a crash, Open may find records acked
+// again that were acked before. Acking below the current mark does nothing;
+// acking a seq that was never appended is ErrAckAhead.
 func (s *Spool) Ack(seq uint64) error {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
@@ -703,10 +715,16 @@ func (s *Spool) Ack(seq uint64) error {
 	if k > 0 {
 		st.floor = max(st.floor, s.segs[k].first)
 	}
+	if k == 0 && time.Since(s.ackWritten) < ackWriteEvery {
+		s.st.acked = st.acked // persisted by a later Ack or by Close
+		s.mu.Unlock()
+		return nil
+	}
 	s.mu.Unlock()
 	if err := writeState(s.dir, st, !s.opts.NoSync); err != nil {
 		return fmt.Errorf("ack %d: %w", seq, err)
 	}
+	s.ackWritten = time.Now()
 	if err := s.deleteOldest(k, func() { s.st.acked, s.st.floor = st.acked, st.floor }); err != nil {
 		return fmt.Errorf("ack %d: %w", seq, err)
 	}

@@ -804,3 +804,57 @@ func BenchmarkRead(b *testing.B) {
 		}
 	}
 }
+
+// TestAckWrites: an Ack that deletes no segment writes the state file at
+// most every ackWriteEvery, one that deletes a segment always writes it
+// first, and Close writes the last mark.
+func TestAckWrites(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{SegmentBytes: 1 << 10, MaxBytes: 1 << 20})
+	appendN(t, s, 100, 10, 20) // 20 records per segment
+	onDisk := func() uint64 {
+		t.Helper()
+		st, err := readState(filepath.Join(dir, stateName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.acked
+	}
+	ack := func(seq uint64) {
+		t.Helper()
+		if err := s.Ack(seq); err != nil {
+			t.Fatalf("Ack(%d): %v", seq, err)
+		}
+		if got := s.Stats().AckedSeq; got != seq {
+			t.Fatalf("Stats().AckedSeq after Ack(%d) = %d", seq, got)
+		}
+	}
+	ack(5)
+	if got := onDisk(); got != 5 {
+		t.Errorf("acked on disk after the first Ack(5) = %d, want 5", got)
+	}
+	ack(8) // within ackWriteEvery, no segment deleted
+	if got := onDisk(); got != 5 {
+		t.Errorf("acked on disk after Ack(8) right after = %d, want 5 (not written yet)", got)
+	}
+	ack(30) // deletes the first segment: the mark must be on disk first
+	if got := onDisk(); got != 30 {
+		t.Errorf("acked on disk after Ack(30), which deleted a segment = %d, want 30", got)
+	}
+	if got := segFiles(t, dir); slices.Contains(got, "00000000000000000001.seg") {
+		t.Errorf("segments after Ack(30) = %v, want the first one deleted", got)
+	}
+	ack(33)
+	s.ackWritten = time.Now().Add(-ackWriteEvery) // as if a second had passed
+	ack(35)
+	if got := onDisk(); got != 35 {
+		t.Errorf("acked on disk after Ack(35) a second later = %d, want 35", got)
+	}
+	ack(36)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := onDisk(); got != 36 {
+		t.Errorf("acked on disk after Close = %d, want 36", got)
+	}
+}

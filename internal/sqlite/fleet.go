@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -505,6 +507,21 @@ func insertEventsSQL(n int) string {
 		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", n), ", ")
 }
 
+// insertSizes are the row counts of AppendEvents' prepared INSERTs:
+// insertRows and every power of two below it.
+func insertSizes() iter.Seq[int] {
+	return func(yield func(int) bool) {
+		if !yield(insertRows) {
+			return
+		}
+		for n := 1; n < insertRows; n *= 2 {
+			if !yield(n) {
+				return
+			}
+		}
+	}
+}
+
 // AppendEvents stores the events of batches in one transaction and returns,
 // for each batch, its Defender's StoredSeq after the commit. An event whose
 // seq is not above the Defender's highest stored seq so far (counting earlier
@@ -526,30 +543,29 @@ func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint
 	stored := make(map[string]int64, len(batches)) // Defender -> highest seq, as of this transaction
 	changed := make(map[string]bool, len(batches))
 	var (
-		many         *sql.Stmt // prepared on first use
 		args         = make([]any, 0, insertColumns*insertRows)
 		pending      int // rows in args
 		containerIDs = containerIDCache{}
 		results      []event.Event // compliance events, which also change the current results
 	)
 	flush := func() error {
-		if pending == 0 {
-			return nil
-		}
-		var err error
-		if pending == insertRows {
-			if many == nil {
-				if many, err = tx.PrepareContext(ctx, insertEventsSQL(insertRows)); err != nil {
-					return err
-				}
+		// insertRows rows at a time, and the call's last, shorter run in
+		// runs of a power of two: each size is parsed once per DB, where a
+		// statement for each length was parsed per call, and calls are
+		// usually short (a Defender sends what it has every few
+		// milliseconds).
+		for done := 0; done < pending; {
+			n := insertRows
+			if left := pending - done; left < insertRows {
+				n = 1 << (bits.Len(uint(left)) - 1)
 			}
-			_, err = many.ExecContext(ctx, args...)
-		} else {
-			// The call's last, shorter run of rows.
-			_, err = tx.ExecContext(ctx, insertEventsSQL(pending), args...)
+			if _, err := tx.StmtContext(ctx, db.inserts[n]).ExecContext(ctx, args[done*insertColumns:(done+n)*insertColumns]...); err != nil {
+				return err
+			}
+			done += n
 		}
 		args, pending = args[:0], 0
-		return err
+		return nil
 	}
 
 	for _, b := range batches {
@@ -590,11 +606,6 @@ func (db *DB) AppendEvents(ctx context.Context, batches []event.Batch) (_ []uint
 	}
 	if err := flush(); err != nil {
 		return nil, fmt.Errorf("append events: insert: %w", err)
-	}
-	if many != nil {
-		if err := many.Close(); err != nil {
-			return nil, fmt.Errorf("append events: %w", err)
-		}
 	}
 	ci := complianceIngest{tx: tx, logger: db.logger}
 	for i := range results {

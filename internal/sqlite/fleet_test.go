@@ -16,7 +16,15 @@ import (
 // store under load: ten Defenders' batches of 1,000 exec events in
 // containers (about 480 bytes of runtime JSON each) per call.
 func BenchmarkAppendEvents(b *testing.B) {
-	const defenders, perBatch = 10, 1000
+	// ten Defenders' full batches, as under load; and one Defender's batch of
+	// 63 events, as one sends during an exec storm (63: a run of each
+	// prepared INSERT below insertRows).
+	for _, bc := range []struct{ defenders, perBatch int }{{10, 1000}, {1, 63}} {
+		b.Run(fmt.Sprintf("%dx%d", bc.defenders, bc.perBatch), func(b *testing.B) { benchmarkAppendEvents(b, bc.defenders, bc.perBatch) })
+	}
+}
+
+func benchmarkAppendEvents(b *testing.B, defenders, perBatch int) {
 	db := openTB(b, filepath.Join(b.TempDir(), "bulwark.db"))
 	ctx := b.Context()
 	err := db.Update(ctx, func(w store.Writer) error {
@@ -62,7 +70,7 @@ func BenchmarkAppendEvents(b *testing.B) {
 				batches[d].Events[i] = event.Event{Seq: seq + uint64(i) + 1, Time: start.Add(time.Duration(seq) + time.Duration(i)), Kind: "process.exec", Data: data}
 			}
 		}
-		seq += perBatch
+		seq += uint64(perBatch)
 		stored, err := db.AppendEvents(ctx, batches)
 		if err != nil {
 			b.Fatal(err)

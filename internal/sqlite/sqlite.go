@@ -40,6 +40,11 @@ type DB struct {
 	read   *sql.DB
 	path   string
 	logger *slog.Logger
+
+	// inserts[n] is AppendEvents' INSERT of n rows (insertRows and the
+	// powers of two below it), prepared on write at Open: preparing in a
+	// transaction would wait for write's only connection, which it holds.
+	inserts map[int]*sql.Stmt
 }
 
 // Open opens the database at path, creating it with mode 0600 when it does not
@@ -80,6 +85,12 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (_ *DB, err err
 	}
 	if err := migrate(ctx, db.write, logger); err != nil {
 		return nil, fmt.Errorf("migrate database %s: %w", abs, err)
+	}
+	db.inserts = map[int]*sql.Stmt{}
+	for n := range insertSizes() {
+		if db.inserts[n], err = db.write.PrepareContext(ctx, insertEventsSQL(n)); err != nil {
+			return nil, fmt.Errorf("open database %s: prepare: %w", abs, err)
+		}
 	}
 
 	// The read pool opens after the write connection has switched the file to
@@ -141,6 +152,9 @@ func checkPragmas(ctx context.Context, db *sql.DB) error {
 // connection is the last one and checkpoints the WAL into the database file.
 func (db *DB) Close() error {
 	var errs []error
+	for _, st := range db.inserts {
+		errs = append(errs, st.Close())
+	}
 	if db.read != nil {
 		errs = append(errs, db.read.Close())
 	}
