@@ -27,7 +27,7 @@ type tracked struct {
 	written map[string]bool // files written since start (bounded)
 	procs   map[uint32]*event.ForensicProcess
 	exited  []*event.ForensicProcess // in the order they exited; some may have left procs since
-	ring    []event.ForensicEvent // circular, next at head
+	ring    []event.ForensicEvent    // circular, next at head
 	head    int
 	full    bool
 	dropped uint64
