@@ -26,17 +26,11 @@ type sensing struct {
 	resolver *runtime.Resolver
 	logger   *slog.Logger
 
-	queue   chan queued
+	queue   chan []byte // spool records
 	dropped atomic.Uint64 // events lost because the queue was full
 
 	mu       sync.Mutex
 	reported map[string]uint64 // loss already sent as sensor.loss, by probe kind ("" = user space)
-}
-
-type queued struct {
-	kind string
-	at   time.Time
-	data []byte
 }
 
 const (
@@ -63,7 +57,7 @@ func newSensing(d *Defender, cfg Config, logger *slog.Logger) (*sensing, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
-	return &sensing{d: d, sensor: sn, resolver: res, logger: logger, queue: make(chan queued, queueLen), reported: map[string]uint64{}}, nil
+	return &sensing{d: d, sensor: sn, resolver: res, logger: logger, queue: make(chan []byte, queueLen), reported: map[string]uint64{}}, nil
 }
 
 // info is the sensor part of the Defender's hello and heartbeats.
@@ -113,19 +107,24 @@ func (s *sensing) observe(kind string, at time.Time, rt event.Runtime) {
 	if rt.Container != nil && s.d.assessor != nil {
 		s.d.assessor.sawContainer(rt.Container.ID)
 	}
-	data, err := json.Marshal(rt)
+	// The spool record, written once: {"t":…,"k":…,"d":<rt>}.
+	rec, err := rt.AppendJSON(appendSpooledHead(make([]byte, 0, 640), at, kind))
 	if err != nil {
 		s.dropped.Add(1)
 		return
 	}
-	s.enqueue(kind, at, data)
+	s.queueRecord(append(rec, '}'))
 	s.d.defense.observe(kind, at, &rt)
 }
 
 // enqueue queues one encoded event for the spool without blocking.
 func (s *sensing) enqueue(kind string, at time.Time, data []byte) {
+	s.queueRecord(appendSpooled(nil, at, kind, data))
+}
+
+func (s *sensing) queueRecord(rec []byte) {
 	select {
-	case s.queue <- queued{kind, at, data}:
+	case s.queue <- rec:
 	default:
 		s.dropped.Add(1) // counted and reported, never hidden
 	}
@@ -168,7 +167,7 @@ func (s *sensing) appendLoop(ctx context.Context) {
 			for { // keep what is already queued
 				select {
 				case q := <-s.queue:
-					batch = s.add(batch, q)
+					batch = append(batch, q)
 					if len(batch) == appendBatch {
 						flush()
 					}
@@ -181,7 +180,7 @@ func (s *sensing) appendLoop(ctx context.Context) {
 			if len(batch) == 0 {
 				timer.Reset(appendLinger)
 			}
-			batch = s.add(batch, q)
+			batch = append(batch, q)
 			if len(batch) == appendBatch {
 				flush()
 			}
@@ -191,21 +190,22 @@ func (s *sensing) appendLoop(ctx context.Context) {
 	}
 }
 
-func (s *sensing) add(batch [][]byte, q queued) [][]byte {
-	return append(batch, appendSpooled(nil, q.at, q.kind, q.data))
-}
-
 // appendSpooled writes the spool record of an event, as json.Marshal of a
 // spooled would, around data that is already compact JSON: marshalling it
 // again would scan it again, and this runs once per event.
 func appendSpooled(b []byte, at time.Time, kind string, data []byte) []byte {
+	b = appendSpooledHead(b, at, kind)
+	b = append(b, data...)
+	return append(b, '}')
+}
+
+// appendSpooledHead writes a spool record up to its data.
+func appendSpooledHead(b []byte, at time.Time, kind string) []byte {
 	b = append(b, `{"t":"`...)
 	b = at.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","k":`...)
 	b = strconv.AppendQuote(b, kind) // kinds are ASCII identifiers: Go and JSON quoting agree
-	b = append(b, `,"d":`...)
-	b = append(b, data...)
-	return append(b, '}')
+	return append(b, `,"d":`...)
 }
 
 // lossLoop sends a sensor.loss event whenever loss grew.
