@@ -22,6 +22,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,7 +109,7 @@ type Webhook struct {
 	policy      atomic.Pointer[compiled]
 	badRevision int64 // the last revision refused, -1 for none
 
-	audits chan audit.Admission
+	audits *auditQueue
 	bodies sync.Pool // *bytes.Buffer for request bodies, up to maxPooledBody
 	stats  struct {
 		reviews, allowed, warned, denied, malformed, written, dropped atomic.Uint64
@@ -134,7 +135,7 @@ func New(ctx context.Context, cfg Config, st Store, logger *slog.Logger) (*Webho
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Webhook{cfg: cfg, store: st, logger: logger, audits: make(chan audit.Admission, cfg.AuditQueue), badRevision: -1}
+	h := &Webhook{cfg: cfg, store: st, logger: logger, audits: newAuditQueue(cfg.AuditQueue), badRevision: -1}
 	if err := h.load(ctx); err != nil {
 		return nil, err
 	}
@@ -238,9 +239,7 @@ func (h *Webhook) review(r *http.Request, cluster string) (*admissionv1.Admissio
 		case audit.EffectBlock:
 			h.stats.denied.Add(1)
 		}
-		select {
-		case h.audits <- *rec:
-		default:
+		if !h.audits.push(rec) {
 			h.stats.dropped.Add(1)
 		}
 	}
@@ -317,25 +316,25 @@ func (h *Webhook) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// writeAudits stores queued audits in batches. A batch the store refuses is
-// dropped and counted: the decisions were made and answered already, and
-// holding them would only grow memory while the store is down.
+// writeAudits stores queued audits in batches of up to auditBatch, when
+// that many wait or every auditFlush. A batch the store refuses is dropped
+// and counted: the decisions were made and answered already, and holding
+// them would only grow memory while the store is down.
 func (h *Webhook) writeAudits(ctx context.Context) {
-	batch := make([]audit.Admission, 0, auditBatch)
-	flush := time.NewTimer(auditFlush)
+	flush := time.NewTicker(auditFlush)
 	defer flush.Stop()
 	lastPrune := time.Now()
 	var reportedDrops uint64
+	var queued []audit.Admission
 	write := func(ctx context.Context) {
-		if len(batch) > 0 {
+		queued = h.audits.take(queued)
+		for batch := range slices.Chunk(queued, auditBatch) {
 			if err := h.store.AppendAdmissionAudits(ctx, batch); err != nil {
 				h.stats.dropped.Add(uint64(len(batch)))
 				h.logger.ErrorContext(ctx, "admission: store audits", slog.Int("records", len(batch)), slog.Any("err", err))
 			} else {
 				h.stats.written.Add(uint64(len(batch)))
 			}
-			clear(batch)
-			batch = batch[:0]
 		}
 		if d := h.stats.dropped.Load(); d != reportedDrops {
 			h.logger.WarnContext(ctx, "admission: audits dropped", slog.Uint64("dropped", d-reportedDrops), slog.Uint64("total", d))
@@ -352,25 +351,12 @@ func (h *Webhook) writeAudits(ctx context.Context) {
 	}
 	for {
 		select {
-		case rec := <-h.audits:
-			batch = append(batch, rec)
-			if len(batch) >= auditBatch {
-				write(ctx)
-			}
+		case <-h.audits.full:
+			write(ctx)
 		case <-flush.C:
 			write(ctx)
-			flush.Reset(auditFlush)
 		case <-ctx.Done():
 			// What was decided before the end is stored, within a bound.
-		drain:
-			for {
-				select {
-				case rec := <-h.audits:
-					batch = append(batch, rec)
-				default:
-					break drain
-				}
-			}
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			write(sctx)
 			cancel()
