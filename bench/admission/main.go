@@ -117,6 +117,14 @@ func run(ctx context.Context) error {
 	cfg := console.Default()
 	cfg.DataDir, cfg.APIAddr, cfg.ChannelAddr, cfg.AdmissionAddr = dir, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.AdminPassword = "bench-admin-password"
+	// As bulwark-console: GOGC or GOMEMLIMIT set for the run win over the
+	// Console's garbage collector settings for admission.
+	if os.Getenv("GOGC") != "" {
+		cfg.AdmissionGCPercent = 0
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		cfg.AdmissionMemoryLimit = 0
+	}
 	c, err := console.New(ctx, cfg, "bench", slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
@@ -174,10 +182,12 @@ func run(ctx context.Context) error {
 		}
 	}
 
+	gogc, memLimit := gcSettings()
 	fmt.Printf("Machine: %d CPUs (GOMAXPROCS %d), %s, %s/%s; server (Console, baseline) and client in two processes over loopback TLS 1.3 and HTTP/2; "+
 		"open loop at %d requests/s, %s warm-up then %s measured per row; latency from sending a request to the end of its answer; "+
-		"\"sent late\" is how long after its due time the client sent it; CPU is the server process's, warm-up included.\n\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, o.rate, o.warmup, o.duration)
+		"\"sent late\" is how long after its due time the client sent it; CPU is the server process's, warm-up included; "+
+		"the server process collected garbage at GOGC=%s with a memory limit of %s.\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, o.rate, o.warmup, o.duration, gogc, memLimit)
 	fmt.Println("| target | requests/s | p50 | p90 | p99 | p99.9 | max | errors | sent late p99 | server CPU/request |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	requests := time.Duration(o.rate) * (o.warmup + o.duration) / time.Second
@@ -369,6 +379,24 @@ func startBaseline(dir string) (*baselineServer, error) {
 	}
 	go func() { _ = srv.Serve(tls.NewListener(ln, tlsCfg)) }()
 	return &baselineServer{addr: ln.Addr().String(), srv: srv}, nil
+}
+
+// gcSettings are the garbage collector's GOGC and memory limit in force.
+func gcSettings() (gogc, limit string) {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
+	metrics.Read(s)
+	gogc, limit = "?", "?"
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		gogc = strconv.FormatUint(s[0].Value.Uint64(), 10)
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		if l := s[1].Value.Uint64(); l == math.MaxInt64 {
+			limit = "none"
+		} else {
+			limit = fmt.Sprintf("%d MiB", l>>20)
+		}
+	}
+	return gogc, limit
 }
 
 // cpuTime is this process's user and system CPU time.
