@@ -53,6 +53,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -96,6 +97,7 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measured time per target and round")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "a request not answered in this time is an error (the API server's default webhook timeout)")
 	rounds := flag.Int("rounds", 1, "rounds of baseline then admission")
+	cpuProfile := flag.String("cpuprofile", "", "write the server process's CPU profile of the admission controller's rows to this file")
 	clientURL := flag.String("client", "", "internal: run as the client process against this URL")
 	caFile := flag.String("ca", "", "internal: the client's CA file")
 	flag.Parse()
@@ -165,7 +167,16 @@ func run(ctx context.Context) error {
 				"-warmup", o.warmup.String(), "-duration", o.duration.String(), "-timeout", o.timeout.String())
 			cmd.Stderr = os.Stderr
 			t0, m0 := cpuTime(), readMetrics()
+			stopProfile := func() error { return nil }
+			if *cpuProfile != "" && tg.url != targets[0].url {
+				if stopProfile, err = startProfile(*cpuProfile, round); err != nil {
+					return err
+				}
+			}
 			out, err := cmd.Output()
+			if err := stopProfile(); err != nil {
+				return err
+			}
 			if err != nil {
 				return fmt.Errorf("client against %s: %w", tg.name, err)
 			}
@@ -379,6 +390,23 @@ func startBaseline(dir string) (*baselineServer, error) {
 	}
 	go func() { _ = srv.Serve(tls.NewListener(ln, tlsCfg)) }()
 	return &baselineServer{addr: ln.Addr().String(), srv: srv}, nil
+}
+
+// startProfile starts the CPU profile of a round, written to file (or
+// file.<round> after the first) when stop is called.
+func startProfile(file string, round int) (stop func() error, err error) {
+	if round > 0 {
+		file += "." + strconv.Itoa(round+1)
+	}
+	f, err := os.Create(file) //nolint:gosec // given by the user
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() error { pprof.StopCPUProfile(); return f.Close() }, nil
 }
 
 // gcSettings are the garbage collector's GOGC and memory limit in force.

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -109,9 +110,10 @@ type Webhook struct {
 	policy      atomic.Pointer[compiled]
 	badRevision int64 // the last revision refused, -1 for none
 
-	audits *auditQueue
-	bodies sync.Pool // *bytes.Buffer for request bodies, up to maxPooledBody
-	stats  struct {
+	audits  *auditQueue
+	workers *workers
+	bodies  sync.Pool // *bytes.Buffer for request bodies, up to maxPooledBody
+	stats   struct {
 		reviews, allowed, warned, denied, malformed, written, dropped atomic.Uint64
 	}
 }
@@ -136,6 +138,7 @@ func New(ctx context.Context, cfg Config, st Store, logger *slog.Logger) (*Webho
 		cfg.Now = time.Now
 	}
 	h := &Webhook{cfg: cfg, store: st, logger: logger, audits: newAuditQueue(cfg.AuditQueue), badRevision: -1}
+	h.workers = &workers{jobs: make(chan *job)}
 	if err := h.load(ctx); err != nil {
 		return nil, err
 	}
@@ -155,7 +158,16 @@ func (h *Webhook) Stats() Stats {
 // ServeHTTP answers POST k8s.AdmissionPath (or k8s.AdmissionPath/<cluster>)
 // with an AdmissionReview v1 response carrying the request's UID, and a
 // request that is not such a review with 400 and a message.
+//
+// The request is served on one of Run's workers when one is idle, else on
+// the request's own goroutine.
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.workers.serve(w, r) {
+		h.serve(w, r)
+	}
+}
+
+func (h *Webhook) serve(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
@@ -294,11 +306,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
 }
 
-// Run writes the audits and follows the store's policy until ctx ends, then
-// writes the audits still queued and returns nil.
+// Run serves reviews on its workers, writes the audits and follows the
+// store's policy until ctx ends, then writes the audits still queued and
+// returns nil.
 func (h *Webhook) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { h.writeAudits(gctx); return nil })
+	for range 2 * runtime.GOMAXPROCS(0) {
+		g.Go(func() error { h.workers.run(gctx, h.serve); return nil })
+	}
 	g.Go(func() error {
 		t := time.NewTicker(h.cfg.PolicyRefresh)
 		defer t.Stop()
