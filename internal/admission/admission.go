@@ -63,6 +63,10 @@ const (
 
 	auditBatch = 512
 	auditFlush = 200 * time.Millisecond
+	// auditTx is how many records one transaction inserts: 0.3-0.5 ms of
+	// CPU. Between transactions the writer yields, so that reviews waiting
+	// for a CPU do not wait for a whole batch (Go would let it run 10 ms).
+	auditTx    = 32
 	pruneEvery = time.Minute
 )
 
@@ -332,8 +336,8 @@ func (h *Webhook) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// writeAudits stores queued audits in batches of up to auditBatch, when
-// that many wait or every auditFlush. A batch the store refuses is dropped
+// writeAudits stores queued audits when auditBatch wait or every
+// auditFlush, auditTx records a transaction. A batch the store refuses is dropped
 // and counted: the decisions were made and answered already, and holding
 // them would only grow memory while the store is down.
 func (h *Webhook) writeAudits(ctx context.Context) {
@@ -344,7 +348,8 @@ func (h *Webhook) writeAudits(ctx context.Context) {
 	var queued []audit.Admission
 	write := func(ctx context.Context) {
 		queued = h.audits.take(queued)
-		for batch := range slices.Chunk(queued, auditBatch) {
+		for batch := range slices.Chunk(queued, auditTx) {
+			runtime.Gosched()
 			if err := h.store.AppendAdmissionAudits(ctx, batch); err != nil {
 				h.stats.dropped.Add(uint64(len(batch)))
 				h.logger.ErrorContext(ctx, "admission: store audits", slog.Int("records", len(batch)), slog.Any("err", err))
