@@ -45,7 +45,7 @@ Environment only:
       password is generated and printed once on standard output.
   GOGC, GOMEMLIMIT
       Go's garbage collector settings. While the admission controller serves,
-      the Console collects at GOGC=400 with a soft GOMEMLIMIT of 1GiB (or three
+      the Console collects at GOGC=800 with a soft GOMEMLIMIT of 1GiB (or three
       quarters of the container's memory limit, when lower), so that fewer
       reviews wait for a collection; either variable, when set, is used
       instead.

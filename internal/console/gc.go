@@ -10,15 +10,19 @@ import (
 
 // The garbage collector's settings while the admission controller serves.
 //
-// At Go's default (GOGC=100) a Console with its few megabytes of live heap
-// collects several times a second under a busy cluster's admission load,
-// and each collection takes a quarter of the CPUs for a few milliseconds:
-// the slowest reviews are those that waited for it. Collecting at GOGC=400
-// lets the heap grow to five times the live heap between collections; the
-// soft memory limit keeps that growth from taking more than the host or the
-// container gives.
+// At Go's default (GOGC=100) a Console, whose live heap is a few megabytes,
+// collects several times a second under a busy cluster's admission load:
+// each collection stops the world twice, takes a quarter of the CPUs for a
+// few milliseconds and makes the reviews that allocate meanwhile help it,
+// and the slowest reviews are those that met one. At GOGC=800 the heap may
+// grow to nine times the live heap between collections (tens of megabytes
+// for a fresh Console): at 1,000 reviews/s bench/admission counted 1.5
+// collections a second instead of 9, and the p99 and the run-queue waits
+// fell with them (docs/benchmarks.md). The soft memory
+// limit is what bounds the heap of a Console with a large live heap: near
+// it the collector runs as often as it must, whatever GOGC says.
 const (
-	DefaultAdmissionGCPercent   = 400
+	DefaultAdmissionGCPercent   = 800
 	DefaultAdmissionMemoryLimit = 1 << 30
 	// cgroupShare is the part of a container's memory limit the Go heap
 	// may take: the rest is for goroutine stacks, SQLite's pages and the

@@ -14,11 +14,11 @@ func TestAdmissionGCSettings(t *testing.T) {
 		want   gcSettings
 	}{
 		{"admission off", func(Config) Config { return Default() }, 0, gcSettings{}},
-		{"defaults", func(c Config) Config { return c }, 0, gcSettings{percent: 400, limit: 1 << 30}},
-		{"a large container", func(c Config) Config { return c }, 8 << 30, gcSettings{percent: 400, limit: 1 << 30}},
-		{"a small container", func(c Config) Config { return c }, 512 << 20, gcSettings{percent: 400, limit: 384 << 20}},
+		{"defaults", func(c Config) Config { return c }, 0, gcSettings{percent: 800, limit: 1 << 30}},
+		{"a large container", func(c Config) Config { return c }, 8 << 30, gcSettings{percent: 800, limit: 1 << 30}},
+		{"a small container", func(c Config) Config { return c }, 512 << 20, gcSettings{percent: 800, limit: 384 << 20}},
 		{"GOGC set", func(c Config) Config { c.AdmissionGCPercent = 0; return c }, 0, gcSettings{limit: 1 << 30}},
-		{"GOMEMLIMIT set", func(c Config) Config { c.AdmissionMemoryLimit = 0; return c }, 512 << 20, gcSettings{percent: 400}},
+		{"GOMEMLIMIT set", func(c Config) Config { c.AdmissionMemoryLimit = 0; return c }, 512 << 20, gcSettings{percent: 800}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
