@@ -29,8 +29,13 @@
 // waited for a CPU), which tell a tail caused by the collector from one
 // caused by a busy CPU; then the controller's counters.
 //
+// The server process runs with the Console's garbage collector settings for
+// admission (GOGC and GOMEMLIMIT in the environment win, as they do for
+// bulwark-console); the header says which were in force.
+//
 //	go run ./bench/admission
 //	go run ./bench/admission -rate 1000 -warmup 5s -duration 30s -rounds 2
+//	go run ./bench/admission -cpuprofile srv.prof   # the Console's rows only
 package main
 
 import (
