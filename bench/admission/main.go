@@ -29,8 +29,13 @@
 // waited for a CPU), which tell a tail caused by the collector from one
 // caused by a busy CPU; then the controller's counters.
 //
+// The server process runs with the Console's garbage collector settings for
+// admission (GOGC and GOMEMLIMIT in the environment win, as they do for
+// bulwark-console); the header says which were in force.
+//
 //	go run ./bench/admission
 //	go run ./bench/admission -rate 1000 -warmup 5s -duration 30s -rounds 2
+//	go run ./bench/admission -cpuprofile srv.prof   # the Console's rows only
 package main
 
 import (
@@ -53,6 +58,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -96,6 +102,7 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measured time per target and round")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "a request not answered in this time is an error (the API server's default webhook timeout)")
 	rounds := flag.Int("rounds", 1, "rounds of baseline then admission")
+	cpuProfile := flag.String("cpuprofile", "", "write the server process's CPU profile of the admission controller's rows to this file")
 	clientURL := flag.String("client", "", "internal: run as the client process against this URL")
 	caFile := flag.String("ca", "", "internal: the client's CA file")
 	flag.Parse()
@@ -117,6 +124,14 @@ func run(ctx context.Context) error {
 	cfg := console.Default()
 	cfg.DataDir, cfg.APIAddr, cfg.ChannelAddr, cfg.AdmissionAddr = dir, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.AdminPassword = "bench-admin-password"
+	// As bulwark-console: GOGC or GOMEMLIMIT set for the run win over the
+	// Console's garbage collector settings for admission.
+	if os.Getenv("GOGC") != "" {
+		cfg.AdmissionGCPercent = 0
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		cfg.AdmissionMemoryLimit = 0
+	}
 	c, err := console.New(ctx, cfg, "bench", slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
@@ -157,7 +172,16 @@ func run(ctx context.Context) error {
 				"-warmup", o.warmup.String(), "-duration", o.duration.String(), "-timeout", o.timeout.String())
 			cmd.Stderr = os.Stderr
 			t0, m0 := cpuTime(), readMetrics()
+			stopProfile := func() error { return nil }
+			if *cpuProfile != "" && tg.url != targets[0].url {
+				if stopProfile, err = startProfile(*cpuProfile, round); err != nil {
+					return err
+				}
+			}
 			out, err := cmd.Output()
+			if err := stopProfile(); err != nil {
+				return err
+			}
 			if err != nil {
 				return fmt.Errorf("client against %s: %w", tg.name, err)
 			}
@@ -174,10 +198,12 @@ func run(ctx context.Context) error {
 		}
 	}
 
+	gogc, memLimit := gcSettings()
 	fmt.Printf("Machine: %d CPUs (GOMAXPROCS %d), %s, %s/%s; server (Console, baseline) and client in two processes over loopback TLS 1.3 and HTTP/2; "+
 		"open loop at %d requests/s, %s warm-up then %s measured per row; latency from sending a request to the end of its answer; "+
-		"\"sent late\" is how long after its due time the client sent it; CPU is the server process's, warm-up included.\n\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, o.rate, o.warmup, o.duration)
+		"\"sent late\" is how long after its due time the client sent it; CPU is the server process's, warm-up included; "+
+		"the server process collected garbage at GOGC=%s with a memory limit of %s.\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, o.rate, o.warmup, o.duration, gogc, memLimit)
 	fmt.Println("| target | requests/s | p50 | p90 | p99 | p99.9 | max | errors | sent late p99 | server CPU/request |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	requests := time.Duration(o.rate) * (o.warmup + o.duration) / time.Second
@@ -369,6 +395,41 @@ func startBaseline(dir string) (*baselineServer, error) {
 	}
 	go func() { _ = srv.Serve(tls.NewListener(ln, tlsCfg)) }()
 	return &baselineServer{addr: ln.Addr().String(), srv: srv}, nil
+}
+
+// startProfile starts the CPU profile of a round, written to file (or
+// file.<round> after the first) when stop is called.
+func startProfile(file string, round int) (stop func() error, err error) {
+	if round > 0 {
+		file += "." + strconv.Itoa(round+1)
+	}
+	f, err := os.Create(file) //nolint:gosec // given by the user
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() error { pprof.StopCPUProfile(); return f.Close() }, nil
+}
+
+// gcSettings are the garbage collector's GOGC and memory limit in force.
+func gcSettings() (gogc, limit string) {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
+	metrics.Read(s)
+	gogc, limit = "?", "?"
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		gogc = strconv.FormatUint(s[0].Value.Uint64(), 10)
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		if l := s[1].Value.Uint64(); l == math.MaxInt64 {
+			limit = "none"
+		} else {
+			limit = fmt.Sprintf("%d MiB", l>>20)
+		}
+	}
+	return gogc, limit
 }
 
 // cpuTime is this process's user and system CPU time.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"bulwark/internal/console"
 )
 
 func TestHelpNamesEveryFlagAndVariable(t *testing.T) {
@@ -19,7 +21,7 @@ func TestHelpNamesEveryFlagAndVariable(t *testing.T) {
 		"--hosts", "BULWARK_HOSTS", "--admin-username", "BULWARK_ADMIN_USERNAME", "--token-ttl", "BULWARK_TOKEN_TTL",
 		"--log-level", "BULWARK_LOG_LEVEL", "BULWARK_ADMIN_PASSWORD", "--version", "(default :8083)", "(default :8084)",
 		"--admission-addr", "BULWARK_ADMISSION_ADDR", "--admission-dns", "BULWARK_ADMISSION_DNS",
-		"--admission-audit-retention", "BULWARK_ADMISSION_AUDIT_RETENTION", "(default 100000)",
+		"--admission-audit-retention", "BULWARK_ADMISSION_AUDIT_RETENTION", "(default 100000)", "GOGC", "GOMEMLIMIT",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help does not mention %q:\n%s", want, help)
@@ -50,5 +52,26 @@ func TestFlagBeatsEnvironment(t *testing.T) {
 		func(k string) string { return env[k] }, &out, &errOut)
 	if code != 1 || strings.Contains(errOut.String(), "nowhere") {
 		t.Fatalf("exit %d, output %s; want a start failure (1) not mentioning the overridden variable", code, errOut.String())
+	}
+}
+
+func TestGoGCEnvironmentWins(t *testing.T) {
+	tests := []struct {
+		env         map[string]string
+		wantPercent int
+		wantLimit   int64
+	}{
+		{nil, console.DefaultAdmissionGCPercent, console.DefaultAdmissionMemoryLimit},
+		{map[string]string{"GOGC": "200"}, 0, console.DefaultAdmissionMemoryLimit},
+		{map[string]string{"GOMEMLIMIT": "2GiB"}, console.DefaultAdmissionGCPercent, 0},
+		{map[string]string{"GOGC": "off", "GOMEMLIMIT": "2GiB"}, 0, 0},
+	}
+	for _, tc := range tests {
+		cfg := console.Default()
+		keepGoGC(&cfg, func(k string) string { return tc.env[k] })
+		if cfg.AdmissionGCPercent != tc.wantPercent || cfg.AdmissionMemoryLimit != tc.wantLimit {
+			t.Errorf("keepGoGC(%v): GC percent %d, memory limit %d; want %d and %d", tc.env,
+				cfg.AdmissionGCPercent, cfg.AdmissionMemoryLimit, tc.wantPercent, tc.wantLimit)
+		}
 	}
 }

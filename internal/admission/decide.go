@@ -184,7 +184,7 @@ func (h *Webhook) record(c *compiled, cluster string, req *admissionv1.Admission
 // decodeObject decodes the object (or old object) of a request about a pod
 // kind, which must be the kind the request names.
 func decodeObject(raw []byte, req *admissionv1.AdmissionRequest, field string) (k8s.Object, error) {
-	obj, err := k8s.DecodeObject(raw)
+	obj, err := k8s.DecodeObjectOf(raw, apiVersion(req.Kind.Group, req.Kind.Version), req.Kind.Kind)
 	if err != nil {
 		if errors.Is(err, k8s.ErrNotWorkload) {
 			return k8s.Object{}, malformed("%s: %v, but request.kind is %s", field, err, gvk(req))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -260,5 +261,35 @@ func TestAdmissionConfig(t *testing.T) {
 	cfg.AdmissionHosts = []string{"a.svc"}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "admission controller is off") {
 		t.Errorf("Validate() with admission hosts and no address = %v", err)
+	}
+}
+
+// TestAdmissionGC: while the admission controller serves, the collector
+// runs with the configured GOGC and memory limit; the settings it replaced
+// are back when the Console stops, and a Console without it changes none.
+func TestAdmissionGC(t *testing.T) {
+	gogc := func() (percent, limit uint64) {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64(), s[1].Value.Uint64()
+	}
+	p0, l0 := gogc()
+	plain := consoletest.Start(t)
+	time.Sleep(100 * time.Millisecond)
+	if p, l := gogc(); p != p0 || l != l0 {
+		t.Errorf("without admission: GOGC %d, limit %d; want %d and %d as before", p, l, p0, l0)
+	}
+	plain.Stop()
+
+	c := consoletest.Start(t, consoletest.WithAdmission(), consoletest.WithConfig(func(cfg *console.Config) {
+		cfg.AdmissionGCPercent, cfg.AdmissionMemoryLimit = 300, 256<<20
+	}))
+	waitFor(t, "GOGC 300", 5*time.Second, func() bool { p, _ := gogc(); return p == 300 })
+	if _, l := gogc(); l == l0 || l > 256<<20 {
+		t.Errorf("memory limit %d, want %d (or three quarters of the container's memory, when lower)", l, 256<<20)
+	}
+	c.Stop()
+	if p, l := gogc(); p != p0 || l != l0 {
+		t.Errorf("after Stop: GOGC %d, limit %d; want %d and %d as before", p, l, p0, l0)
 	}
 }

@@ -62,6 +62,15 @@ type Config struct {
 	// AdmissionAuditRetention is how many admission decisions are kept;
 	// 0 keeps all of them.
 	AdmissionAuditRetention int
+	// AdmissionGCPercent is the garbage collector's GOGC while the
+	// admission controller serves (see DefaultAdmissionGCPercent); 0 leaves
+	// Go's own, as cmd/bulwark-console does when GOGC is set.
+	AdmissionGCPercent int
+	// AdmissionMemoryLimit is the soft memory limit (GOMEMLIMIT, bytes) set
+	// with it, lowered to three quarters of the container's memory limit
+	// when that is lower; 0 leaves Go's own, as cmd/bulwark-console does
+	// when GOMEMLIMIT is set.
+	AdmissionMemoryLimit int64
 }
 
 // Default returns the configuration of a Console started without options.
@@ -79,6 +88,8 @@ func Default() Config {
 		IncidentWindow:    runtimepolicy.DefaultIncidentWindow,
 
 		AdmissionAuditRetention: 100_000,
+		AdmissionGCPercent:      DefaultAdmissionGCPercent,
+		AdmissionMemoryLimit:    DefaultAdmissionMemoryLimit,
 	}
 }
 
@@ -105,6 +116,12 @@ func (c Config) Validate() error {
 	}
 	if c.AdmissionAuditRetention < 0 {
 		errs = append(errs, fmt.Errorf("admission audit retention %d: want 0 (keep all) or more", c.AdmissionAuditRetention))
+	}
+	if p := c.AdmissionGCPercent; p != 0 && (p < 100 || p > 2000) {
+		errs = append(errs, fmt.Errorf("admission gc percent %d: want 0 (Go's own) or 100..2000", p))
+	}
+	if l := c.AdmissionMemoryLimit; l != 0 && l < 64<<20 {
+		errs = append(errs, fmt.Errorf("admission memory limit %d: want 0 (Go's own) or at least 64 MiB", l))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls cert and tls key: give both or neither"))

@@ -300,7 +300,8 @@ func (c *Console) AdmissionStats() admission.Stats {
 func (c *Console) ChannelStats() channel.Stats { return c.channel.Stats() }
 
 // Run serves the API and the channel until ctx is done, then shuts down
-// gracefully.
+// gracefully. While the admission controller serves, the garbage collector
+// runs with AdmissionGCPercent and AdmissionMemoryLimit.
 func (c *Console) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(ctx, gctx, c.api, c.apiLn, "api") })
@@ -310,6 +311,15 @@ func (c *Console) Run(ctx context.Context) error {
 		g.Go(func() error { return serveHTTP(ctx, gctx, c.admissionHS, c.admissionLn, "admission") })
 		g.Go(func() error { return c.admission.Run(gctx) })
 		attrs = append(attrs, slog.String("admission", c.admissionLn.Addr().String()))
+		if gc := admissionGC(c.cfg, cgroupMemoryLimit()); gc != (gcSettings{}) {
+			defer gc.apply()()
+			if gc.percent > 0 {
+				attrs = append(attrs, slog.Int("gogc", gc.percent))
+			}
+			if gc.limit > 0 {
+				attrs = append(attrs, slog.Int64("gomemlimit", gc.limit))
+			}
+		}
 	}
 	c.logger.Info("console listening", attrs...)
 	return g.Wait()

@@ -90,6 +90,7 @@ func FuzzDecodeObject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		obj, err := k8s.DecodeObject(raw)
+		sameAsDecodeObjectOf(t, raw, obj, err)
 		if err != nil {
 			var pe *k8s.ParseError
 			if !errors.As(err, &pe) && !errors.Is(err, k8s.ErrNotWorkload) {

@@ -240,6 +240,25 @@ func DecodeObject(raw []byte) (Object, error) {
 	return obj, nil
 }
 
+// DecodeObjectOf is DecodeObject for an object that should be of the given
+// apiVersion and kind, as an AdmissionReview's request.kind says it is: such
+// an object is read in one pass, where DecodeObject reads its apiVersion and
+// kind first and then the object. For any other object, or one that does not
+// decode, it returns what DecodeObject returns.
+func DecodeObjectOf(raw []byte, apiVersion, kind string) (Object, error) {
+	k := podKindOf(apiVersion, kind)
+	data := bytes.TrimSpace(raw)
+	if k == nil || len(data) == 0 || data[0] != '{' {
+		return DecodeObject(raw)
+	}
+	h, meta, tmpl, err := decodePod(*k, data, 1, func(int64) int { return 1 }, true)
+	if err != nil || h.apiVersion != apiVersion || h.kind != kind || tmpl == nil {
+		// DecodeObject says what is wrong, as it would have.
+		return DecodeObject(raw)
+	}
+	return (&decoder{}).build(*k, h, meta, tmpl, 1, nil), nil
+}
+
 type decoder struct {
 	file string
 	objs []Object
@@ -578,8 +597,13 @@ func podKindOf(apiVersion, kind string) *podKind {
 	return nil
 }
 
-// The shapes decoded for each kind: only metadata and the pod template.
+// The shapes decoded for each kind: only metadata and the pod template,
+// and apiVersion and kind with docHeader.
 type (
+	docHeader struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
 	podDoc struct {
 		Metadata metav1.ObjectMeta `json:"metadata"`
 		Spec     *corev1.PodSpec   `json:"spec"`
@@ -609,7 +633,7 @@ type (
 // object decodes a pod-bearing object from its JSON. ok is false when it has
 // no pod template.
 func (d *decoder) object(k podKind, h header, data []byte, line int, lineAt func(int64) int, node *yaml.Node) (Object, bool, error) {
-	meta, tmpl, perr := decodePod(k, data, line, lineAt)
+	_, meta, tmpl, perr := decodePod(k, data, line, lineAt, false)
 	if perr != nil {
 		perr.File = d.file
 		return Object{}, false, perr
@@ -617,6 +641,12 @@ func (d *decoder) object(k podKind, h header, data []byte, line int, lineAt func
 	if tmpl == nil {
 		return Object{}, false, nil
 	}
+	return d.build(k, h, meta, tmpl, line, node), true, nil
+}
+
+// build normalizes a decoded object with header h (which the caller has
+// read, or inherited from a typed List).
+func (d *decoder) build(k podKind, h header, meta metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec, line int, node *yaml.Node) Object {
 	defaultVolumes(&tmpl.Spec)
 	name := meta.Name
 	if name == "" {
@@ -634,41 +664,67 @@ func (d *decoder) object(k podKind, h header, data []byte, line int, lineAt func
 		},
 		Pod: podOf(tmpl, k.podPath, k.metaPath),
 	}
-	return Object{Workload: w, Template: *tmpl, node: node}, true, nil
+	return Object{Workload: w, Template: *tmpl, node: node}
 }
 
-// decodePod decodes the object's metadata and pod template; the template is
-// nil when the object has none.
-func decodePod(k podKind, data []byte, line int, lineAt func(int64) int) (metav1.ObjectMeta, *corev1.PodTemplateSpec, *ParseError) {
+// decodePod decodes the object's metadata and pod template, and with
+// withHeader its apiVersion and kind as written; the template is nil when
+// the object has none. Without withHeader, apiVersion and kind are not read
+// at all: the stream decoders have read them (a YAML scalar that is not a
+// string) or inherited them from a typed List.
+func decodePod(k podKind, data []byte, line int, lineAt func(int64) int, withHeader bool) (header, metav1.ObjectMeta, *corev1.PodTemplateSpec, *ParseError) {
 	switch k.podPath {
 	case "spec":
-		var doc podDoc
-		if err := decodeJSON(data, &doc, line, lineAt); err != nil {
-			return metav1.ObjectMeta{}, nil, err
+		var doc struct {
+			docHeader
+			podDoc
+		}
+		if err := decodeJSON(data, target(&doc, &doc.podDoc, withHeader), line, lineAt); err != nil {
+			return header{}, metav1.ObjectMeta{}, nil, err
 		}
 		if doc.Spec == nil {
-			return doc.Metadata, nil, nil
+			return doc.header(), doc.Metadata, nil, nil
 		}
-		return doc.Metadata, &corev1.PodTemplateSpec{ObjectMeta: doc.Metadata, Spec: *doc.Spec}, nil
+		return doc.header(), doc.Metadata, &corev1.PodTemplateSpec{ObjectMeta: doc.Metadata, Spec: *doc.Spec}, nil
 	case "template.spec":
-		var doc podTemplateDoc
-		if err := decodeJSON(data, &doc, line, lineAt); err != nil {
-			return metav1.ObjectMeta{}, nil, err
+		var doc struct {
+			docHeader
+			podTemplateDoc
 		}
-		return doc.Metadata, doc.Template, nil
+		if err := decodeJSON(data, target(&doc, &doc.podTemplateDoc, withHeader), line, lineAt); err != nil {
+			return header{}, metav1.ObjectMeta{}, nil, err
+		}
+		return doc.header(), doc.Metadata, doc.Template, nil
 	case "spec.jobTemplate.spec.template.spec":
-		var doc cronJobDoc
-		if err := decodeJSON(data, &doc, line, lineAt); err != nil {
-			return metav1.ObjectMeta{}, nil, err
+		var doc struct {
+			docHeader
+			cronJobDoc
 		}
-		return doc.Metadata, doc.Spec.JobTemplate.Spec.Template, nil
+		if err := decodeJSON(data, target(&doc, &doc.cronJobDoc, withHeader), line, lineAt); err != nil {
+			return header{}, metav1.ObjectMeta{}, nil, err
+		}
+		return doc.header(), doc.Metadata, doc.Spec.JobTemplate.Spec.Template, nil
 	}
-	var doc templateDoc
-	if err := decodeJSON(data, &doc, line, lineAt); err != nil {
-		return metav1.ObjectMeta{}, nil, err
+	var doc struct {
+		docHeader
+		templateDoc
 	}
-	return doc.Metadata, doc.Spec.Template, nil
+	if err := decodeJSON(data, target(&doc, &doc.templateDoc, withHeader), line, lineAt); err != nil {
+		return header{}, metav1.ObjectMeta{}, nil, err
+	}
+	return doc.header(), doc.Metadata, doc.Spec.Template, nil
 }
+
+// target is what decodePod decodes into: the document with its header, or
+// only the document.
+func target(withHeader, doc any, header bool) any {
+	if header {
+		return withHeader
+	}
+	return doc
+}
+
+func (h docHeader) header() header { return header{apiVersion: h.APIVersion, kind: h.Kind} }
 
 // decodeJSON decodes an object's JSON case-sensitively, as the API server
 // does. A type error names the line of the offending value.

@@ -1,7 +1,10 @@
 package k8s_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -68,6 +71,54 @@ func TestDecodeObject(t *testing.T) {
 				t.Errorf("DecodeObject(%s) hostPID = %v; HostPID is not hostPID", tc.name, *hp)
 			}
 		})
+	}
+}
+
+// TestDecodeObjectOf: whatever kind the caller expects, DecodeObjectOf
+// returns what DecodeObject returns.
+func TestDecodeObjectOf(t *testing.T) {
+	raws := []string{
+		`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"n","labels":{"a":"b"}},"spec":{"containers":[{"name":"a","image":"a:1","resources":{"limits":{"cpu":"500m"}}}],"volumes":[{"name":"v"}]}}`,
+		`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"generateName":"d-"},"spec":{"template":{"metadata":{"annotations":{"x":"y"}},"spec":{"hostPID":true,"containers":[{"name":"a"}]}}}}`,
+		`{"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"c"},"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[]}}}}}}`,
+		`{"apiVersion":"v1","kind":"PodTemplate","template":{"spec":{"containers":[{"name":"p"}]}}}`,
+		`{"apiVersion":"v1","kind":"Pod","spec":{"HostPID":true,"hostPID":false,"containers":[]}}`,
+		`{"kind":"Pod","apiVersion":"v1","kind":"Deployment","spec":{"containers":[]}}`,
+		`{"apiVersion":"apps/v1","kind":"Deployment","spec":{"replicas":2}}`,
+		`{"apiVersion":"v1","kind":"Pod","spec":{"hostPID":"yes"}}`,
+		`{"apiVersion":"v1","kind":7}`,
+		`{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}`,
+		`{"apiVersion":"v1","kind":"List","items":[]}`,
+		`[{"kind":"Pod"}]`, `{`, ` {"apiVersion":"v1","kind":"Pod","spec":{}} `,
+	}
+	for _, raw := range raws {
+		obj, err := k8s.DecodeObject([]byte(raw))
+		sameAsDecodeObjectOf(t, []byte(raw), obj, err)
+	}
+}
+
+// sameAsDecodeObjectOf fails unless DecodeObjectOf(raw) returns obj and err
+// (what DecodeObject returned) for the kind raw has and for each pod kind.
+func sameAsDecodeObjectOf(t *testing.T, raw []byte, obj k8s.Object, err error) {
+	t.Helper()
+	kinds := [][2]string{{"v1", "Pod"}, {"apps/v1", "Deployment"}, {"batch/v1", "CronJob"}, {"v1", "PodTemplate"}, {"v1", "Service"}}
+	var h struct{ APIVersion, Kind any }
+	if json.Unmarshal(raw, &h) == nil {
+		if v, ok := h.APIVersion.(string); ok {
+			if k, ok := h.Kind.(string); ok {
+				kinds = append(kinds, [2]string{v, k})
+			}
+		}
+	}
+	for _, k := range kinds {
+		got, gotErr := k8s.DecodeObjectOf(raw, k[0], k[1])
+		if fmt.Sprint(gotErr) != fmt.Sprint(err) || !errors.Is(gotErr, k8s.ErrNotWorkload) != !errors.Is(err, k8s.ErrNotWorkload) ||
+			reflect.TypeOf(gotErr) != reflect.TypeOf(err) {
+			t.Fatalf("DecodeObjectOf(%q, %s %s) error = %v, want %v (of DecodeObject)", raw, k[0], k[1], gotErr, err)
+		}
+		if !reflect.DeepEqual(got, obj) {
+			t.Fatalf("DecodeObjectOf(%q, %s %s) = %+v, want %+v (of DecodeObject)", raw, k[0], k[1], got, obj)
+		}
 	}
 }
 

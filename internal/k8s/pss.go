@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -316,8 +317,28 @@ func podSpec(p *compliance.Pod) (*metav1.ObjectMeta, *corev1.PodSpec) {
 	if psc.WindowsHostProcess != nil {
 		s.SecurityContext.WindowsOptions = &corev1.WindowsSecurityContextOptions{HostProcess: psc.WindowsHostProcess}
 	}
+	if len(p.Volumes) > 0 {
+		s.Volumes = make([]corev1.Volume, 0, len(p.Volumes))
+	}
 	for _, v := range p.Volumes {
 		s.Volumes = append(s.Volumes, corev1.Volume{Name: v.Name, VolumeSource: volumeSource(v)})
+	}
+	// Sized up front: a corev1.Container is over a kilobyte.
+	var regular, init int
+	for _, c := range p.Containers {
+		switch c.Kind {
+		case compliance.ContainerInit:
+			init++
+		case compliance.ContainerEphemeral:
+		default:
+			regular++
+		}
+	}
+	if regular > 0 {
+		s.Containers = make([]corev1.Container, 0, regular)
+	}
+	if init > 0 {
+		s.InitContainers = make([]corev1.Container, 0, init)
 	}
 	for _, c := range p.Containers {
 		sc := containerSpec(c)
@@ -452,12 +473,24 @@ func volumeSource(v compliance.Volume) corev1.VolumeSource {
 		vs.HostPath = &corev1.HostPathVolumeSource{Path: v.HostPath}
 		return vs
 	}
-	rv := reflect.ValueOf(&vs).Elem()
-	for i := range rv.NumField() {
-		if f := rv.Field(i); f.Kind() == reflect.Pointer && jsonName(rv.Type().Field(i)) == v.Type {
-			f.Set(reflect.New(f.Type().Elem()))
-			break
-		}
+	if i, ok := volumeSourceFields()[v.Type]; ok {
+		f := reflect.ValueOf(&vs).Elem().Field(i)
+		f.Set(reflect.New(f.Type().Elem()))
 	}
 	return vs
 }
+
+// volumeSourceFields are the indexes of corev1.VolumeSource's pointer
+// fields by their JSON names.
+var volumeSourceFields = sync.OnceValue(func() map[string]int {
+	t := reflect.TypeFor[corev1.VolumeSource]()
+	m := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Type.Kind() == reflect.Pointer {
+			if _, dup := m[jsonName(f)]; !dup {
+				m[jsonName(f)] = i
+			}
+		}
+	}
+	return m
+})

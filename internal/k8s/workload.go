@@ -44,6 +44,12 @@ func podOf(t *corev1.PodTemplateSpec, podPath, metaPath string) *compliance.Pod 
 			p.SecurityContext.WindowsHostProcess = sc.WindowsOptions.HostProcess
 		}
 	}
+	if n := len(s.Volumes); n > 0 {
+		p.Volumes = make([]compliance.Volume, 0, n)
+	}
+	if n := len(s.Containers) + len(s.InitContainers) + len(s.EphemeralContainers); n > 0 {
+		p.Containers = make([]compliance.Container, 0, n)
+	}
 	for _, v := range s.Volumes {
 		vol := compliance.Volume{Name: v.Name, Type: volumeType(&v.VolumeSource)}
 		if v.HostPath != nil {
@@ -105,6 +111,9 @@ func containerOf(c *corev1.Container, kind compliance.ContainerKind, podPath str
 			out.SecurityContext.WindowsHostProcess = sc.WindowsOptions.HostProcess
 		}
 	}
+	if len(c.Ports) > 0 {
+		out.Ports = make([]compliance.ContainerPort, 0, len(c.Ports))
+	}
 	for _, p := range c.Ports {
 		out.Ports = append(out.Ports, compliance.ContainerPort{
 			Name:          p.Name,
@@ -114,6 +123,9 @@ func containerOf(c *corev1.Container, kind compliance.ContainerKind, podPath str
 			Protocol:      string(p.Protocol),
 		})
 	}
+	if len(c.Env) > 0 {
+		out.Env = make([]compliance.EnvVar, 0, len(c.Env))
+	}
 	for _, e := range c.Env {
 		out.Env = append(out.Env, compliance.EnvVar{Name: e.Name, Value: e.Value, FromSource: e.ValueFrom != nil})
 	}
@@ -121,6 +133,9 @@ func containerOf(c *corev1.Container, kind compliance.ContainerKind, podPath str
 	if l := c.Lifecycle; l != nil {
 		out.PostStart = handlerOf(l.PostStart)
 		out.PreStop = handlerOf(l.PreStop)
+	}
+	if len(c.VolumeMounts) > 0 {
+		out.VolumeMounts = make([]compliance.VolumeMount, 0, len(c.VolumeMounts))
 	}
 	for _, m := range c.VolumeMounts {
 		vm := compliance.VolumeMount{Name: m.Name, MountPath: m.MountPath, ReadOnly: m.ReadOnly}
