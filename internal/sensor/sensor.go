@@ -61,8 +61,16 @@ import (
 	"bulwark/internal/event"
 )
 
-// drainEvery bounds how long a record waits in the ring buffer at low rates.
-const drainEvery = 10 * time.Millisecond
+// drainEvery bounds how long a record waits in the ring buffer at low rates
+// (the kernel wakes the reader only once a quarter of it is pending); after
+// idleAfter without a record the reader looks every idleDrainEvery instead,
+// so that an idle Defender does not wake 100 times a second: the first
+// record after a quiet spell may then wait that long.
+const (
+	drainEvery     = 10 * time.Millisecond
+	idleAfter      = time.Second
+	idleDrainEvery = 100 * time.Millisecond
+)
 
 // DefaultRingBufferBytes is the ring buffer size when Config leaves it 0.
 // The reader maps its data pages twice (so that a record wrapping around
@@ -387,6 +395,7 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 	}
 	var rec ringbuf.Record
 	var r record
+	lastRecord := time.Now()
 	for {
 		for {
 			err := s.rd.ReadInto(&rec)
@@ -399,6 +408,7 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 				}
 				return fmt.Errorf("sensor: read ring buffer: %w", err)
 			}
+			lastRecord = time.Time{}
 			if err := s.dec.decode(rec.RawSample, &r); err != nil {
 				s.userLoss.Add(1)
 				s.logger.Debug("sensor: undecodable record", "error", err, "bytes", len(rec.RawSample))
@@ -415,7 +425,15 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 		// Until the kernel wakes the reader (a quarter of the ring buffer
 		// is pending) or drainEvery passes; records written without a
 		// wakeup are then read, if there are any.
-		if err := ring.SetReadDeadline(time.Now().Add(drainEvery)); err != nil {
+		now := time.Now()
+		if lastRecord.IsZero() {
+			lastRecord = now
+		}
+		wait := drainEvery
+		if now.Sub(lastRecord) >= idleAfter {
+			wait = idleDrainEvery
+		}
+		if err := ring.SetReadDeadline(now.Add(wait)); err != nil {
 			return fmt.Errorf("sensor: ring buffer fd: %w", err)
 		}
 		if err := rc.Read(pending); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
