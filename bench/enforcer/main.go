@@ -45,7 +45,11 @@
 // exec's start-up is not in the figures. Ratios are the median with the enforcer over the median
 // without, in the same run, of wall time and of the storm's own CPU time
 // (user+system of it and its children, getrusage): on a shared machine the
-// CPU time is much less disturbed by other jobs than the wall time. The Markdown table goes to stdout,
+// CPU time is much less disturbed by other jobs than the wall time. With
+// -reserve-cpu N, Bulwark (this process, so the in-process enforcer; the
+// Console and the Defenders it starts) runs on CPU N only and the container
+// and every storm, baseline included, on the other CPUs: a node with CPUs
+// reserved for its system agents. The Markdown table goes to stdout,
 // progress to stderr. It removes its container and temporary directories,
 // kills only the processes it started, and closes every enforcer it made
 // (which removes all their kernel state).
@@ -74,6 +78,7 @@ import (
 	"syscall"
 	"time"
 
+	"bulwark/bench/internal/benchkit"
 	"bulwark/internal/enforcer"
 )
 
@@ -82,6 +87,7 @@ type options struct {
 	disableLSM                                   bool
 	settle                                       time.Duration
 	enforcer, defender                           bool // the arms measured against the baseline
+	reserve                                      int  // CPU for Bulwark (this process's enforcer, the Defender, the Console); -1: none
 }
 
 func main() {
@@ -94,6 +100,7 @@ func main() {
 	flag.IntVar(&o.repeat, "repeat", 5, "repetitions of each baseline/enforced pair")
 	flag.BoolVar(&o.disableLSM, "no-bpf-lsm", false, "use the fallback mechanisms even where BPF LSM works")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "pause after starting and after closing an enforcer or a Defender, before the next storm")
+	flag.IntVar(&o.reserve, "reserve-cpu", -1, "run Bulwark (the in-process enforcer, the Defender and the Console) on this CPU only and the container and the storms on the others, as system-reserved CPUs are for a node's agents (-1: all share every CPU)")
 	with := flag.String("with", "enforcer", "what runs against the baseline, comma-separated: enforcer (in this process), defender (the real bulwark-defender and a Console)")
 	flag.Parse()
 	for w := range strings.SplitSeq(*with, ",") {
@@ -126,6 +133,18 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("runc: %w", err)
 	}
+	bulwarkCPUs, stormCPUs, err := benchkit.CPUs(o.reserve)
+	if err != nil {
+		return err
+	}
+	if bulwarkCPUs != nil {
+		// The enforcer runs in this process; what it starts (the Console,
+		// the Defenders) inherits the affinity; the container and the
+		// storms are started from threads pinned to stormCPUs.
+		if err := benchkit.PinProcess(bulwarkCPUs); err != nil {
+			return err
+		}
+	}
 	tmp, err := os.MkdirTemp("", "bwbench-enforcer-")
 	if err != nil {
 		return err
@@ -141,7 +160,11 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("build the storm (run from the repository root): %w\n%s", err, out)
 	}
 
-	c, err := startContainer(ctx, runc, filepath.Join(tmp, "bundle"), stormBin)
+	var c *container
+	err = benchkit.Pinned(stormCPUs, func() (err error) {
+		c, err = startContainer(ctx, runc, filepath.Join(tmp, "bundle"), stormBin)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -197,11 +220,16 @@ func run(ctx context.Context, o options) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			stormRun := func() (sample, error) {
-				if s.host {
-					return runStorm(ctx, stormBin, s.args...)
-				}
-				return runStorm(ctx, runc, append([]string{"exec", c.id, "/storm"}, s.args...)...)
+			stormRun := func() (d sample, err error) {
+				err = benchkit.Pinned(stormCPUs, func() (err error) {
+					if s.host {
+						d, err = runStorm(ctx, stormBin, s.args...)
+					} else {
+						d, err = runStorm(ctx, runc, append([]string{"exec", c.id, "/storm"}, s.args...)...)
+					}
+					return err
+				})
+				return d, err
 			}
 			r := &results[i]
 			// Rotate which goes first, so that drift in the machine's
@@ -281,6 +309,9 @@ func run(ctx context.Context, o options) error {
 
 	fmt.Printf("Machine: %d CPUs (%s), %s, kernel %s; load average %s at the start, %s at the end. %d runtime rules on the container (%d exec paths, %d write prefixes, %d connect ports); %d pairs per storm (%s), medians.\n\n",
 		runtime.NumCPU(), cpuModel(), runtime.Version(), kernelRelease(), load0, load1, o.rules, len(target.DenyExec), len(target.DenyWrite), len(target.DenyConnect), o.repeat, strings.Join(arms, ", "))
+	if bulwarkCPUs != nil {
+		fmt.Printf("CPUs: Bulwark (this process's enforcer, the Defenders, the Console) on CPU %v; the container and the storms, baseline included, on CPUs %v.\n\n", bulwarkCPUs, stormCPUs)
+	}
 	if o.enforcer {
 		fmt.Printf("The enforcer alone, in this process. Mechanisms: exec %s, file-write %s, connect %s, bind %s.\n\n", mech.Exec.Mechanism, mech.FileWrite.Mechanism, mech.Connect.Mechanism, mech.Bind.Mechanism)
 		fmt.Println("| workload | ops | wall, baseline | wall, with enforcer | wall ratio | storm CPU, baseline / with | CPU ratio | wall per op, baseline / with | fanotify decisions / ignore marks (median run) | mean decision time |")

@@ -34,10 +34,15 @@
 // Wall-time ratios are medians with the Defender over medians without, in
 // the same run. The Console runs on the same machine and ingests the events
 // while the storm runs, so its CPU is shown too: on a 2-core VM both
-// processes take from the workload.
+// processes take from the workload. With -reserve-cpu N the Console and the
+// Defender run on CPU N only and the storms, with and without the Defender,
+// on the other CPUs: a node that reserves CPUs for its system agents
+// (kubelet's reservedSystemCPUs, systemd's CPUAffinity), and a measure of the
+// Defender's cost to the workload that the Console's ingest does not blur.
 //
 //	sudo go run ./bench/sensor
 //	sudo go run ./bench/sensor -parallel 2
+//	sudo go run ./bench/sensor -reserve-cpu 1
 //
 // The Markdown tables go to stdout, progress to stderr. It kills only the
 // processes it started, by PID, removes its temporary directories and
@@ -100,6 +105,7 @@ type options struct {
 	parallel int
 	idle     time.Duration
 	storms   []string
+	reserve  int // CPU for the Console and the Defender; -1: none
 }
 
 func parseFlags() (options, error) {
@@ -112,6 +118,7 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.parallel, "parallel", 1, "workers sharing each storm")
 	flag.DurationVar(&o.idle, "idle", 5*time.Second, "how long the idle Defender's CPU is measured")
 	storms := flag.String("storms", "exec,write", "storms to run: exec, write")
+	flag.IntVar(&o.reserve, "reserve-cpu", -1, "run the Console and the Defender on this CPU only and the storms (with and without the Defender) on the others, as system-reserved CPUs are for a node's agents (-1: all share every CPU)")
 	flag.Parse()
 	for _, s := range strings.Split(*storms, ",") {
 		switch s = strings.TrimSpace(s); s {
@@ -166,6 +173,9 @@ func run(ctx context.Context) error {
 		}
 	}
 	b := &bench{o: o, bin: bin, tmp: tmp, procs: procs, runID: strconv.FormatInt(time.Now().Unix()%1_000_000, 36)}
+	if b.bulwarkCPUs, b.stormCPUs, err = benchkit.CPUs(o.reserve); err != nil {
+		return err
+	}
 	if err := b.startConsole(ctx); err != nil {
 		return err
 	}
@@ -246,6 +256,9 @@ type bench struct {
 	prog     string
 	argv0    string
 	defs     int
+	// bulwarkCPUs run the Console and the Defender, stormCPUs the storms;
+	// both nil: no pinning.
+	bulwarkCPUs, stormCPUs []int
 }
 
 // result is one baseline/Defender pair.
@@ -319,7 +332,8 @@ func (b *bench) startConsole(ctx context.Context) error {
 	cmd := exec.Command(filepath.Join(b.bin, "bulwark-console"), "--data-dir", b.dataDir, //nolint:noctx // stopped by signal, not by ctx, so that it can be stopped gracefully
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort), "--channel-addr", fmt.Sprintf("127.0.0.1:%d", chPort))
 	cmd.Env = append(os.Environ(), "BULWARK_ADMIN_PASSWORD="+adminPassword)
-	p, err := b.procs.start(cmd)
+	var p *proc
+	err = benchkit.Pinned(b.bulwarkCPUs, func() (err error) { p, err = b.procs.start(cmd); return err })
 	if err != nil {
 		return fmt.Errorf("start console: %w", err)
 	}
@@ -410,26 +424,25 @@ func (b *bench) execStorm(ctx context.Context, marker string) (time.Duration, in
 	start := time.Now()
 	for k := range w {
 		wg.Go(func() {
-			for i := k; i < n; i += w {
-				if i%1000 == 0 && ctx.Err() != nil {
-					errs[k] = ctx.Err()
-					return
+			errs[k] = benchkit.Pinned(b.stormCPUs, func() error {
+				for i := k; i < n; i += w {
+					if i%1000 == 0 && ctx.Err() != nil {
+						return ctx.Err()
+					}
+					pid, err := syscall.ForkExec(b.prog, argvs[i], attr)
+					if err != nil {
+						return fmt.Errorf("fork+exec %s: %w", b.prog, err)
+					}
+					var ws syscall.WaitStatus
+					if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+						return fmt.Errorf("wait %d: %w", pid, err)
+					}
+					if !ws.Exited() || ws.ExitStatus() != 0 {
+						return fmt.Errorf("%s %s: status %v", b.prog, argvs[i][1], ws)
+					}
 				}
-				pid, err := syscall.ForkExec(b.prog, argvs[i], attr)
-				if err != nil {
-					errs[k] = fmt.Errorf("fork+exec %s: %w", b.prog, err)
-					return
-				}
-				var ws syscall.WaitStatus
-				if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
-					errs[k] = fmt.Errorf("wait %d: %w", pid, err)
-					return
-				}
-				if !ws.Exited() || ws.ExitStatus() != 0 {
-					errs[k] = fmt.Errorf("%s %s: status %v", b.prog, argvs[i][1], ws)
-					return
-				}
-			}
+				return nil
+			})
 		})
 	}
 	wg.Wait()
@@ -448,26 +461,26 @@ func (b *bench) writeStorm(ctx context.Context) (time.Duration, int, error) {
 	start := time.Now()
 	for k := range w {
 		wg.Go(func() {
-			for i := k; i < n; i += w {
-				if i%10000 == 0 && ctx.Err() != nil {
-					errs[k] = ctx.Err()
-					return
+			errs[k] = benchkit.Pinned(b.stormCPUs, func() error {
+				for i := k; i < n; i += w {
+					if i%10000 == 0 && ctx.Err() != nil {
+						return ctx.Err()
+					}
+					fd, err := syscall.Open(paths[i%len(paths)], syscall.O_CREAT|syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+					if err != nil {
+						return fmt.Errorf("open: %w", err)
+					}
+					_, werr := syscall.Write(fd, payload)
+					cerr := syscall.Close(fd)
+					if werr != nil {
+						return fmt.Errorf("write: %w", werr)
+					}
+					if cerr != nil {
+						return fmt.Errorf("close: %w", cerr)
+					}
 				}
-				fd, err := syscall.Open(paths[i%len(paths)], syscall.O_CREAT|syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
-				if err != nil {
-					errs[k] = fmt.Errorf("open: %w", err)
-					return
-				}
-				if _, err := syscall.Write(fd, payload); err != nil {
-					errs[k] = fmt.Errorf("write: %w", err)
-				}
-				if err := syscall.Close(fd); err != nil {
-					errs[k] = fmt.Errorf("close: %w", err)
-				}
-				if errs[k] != nil {
-					return
-				}
-			}
+				return nil
+			})
 		})
 	}
 	wg.Wait()
@@ -493,8 +506,10 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 		return err
 	}
 	state := filepath.Join(b.tmp, "state-"+r.defID)
-	p, err := b.procs.start(exec.Command(filepath.Join(b.bin, "bulwark-defender"), //nolint:noctx // stopped by SIGTERM to measure a graceful detach
-		"--bundle", bundle, "--state-dir", state, "--watch-paths", b.stormDir))
+	cmd := exec.Command(filepath.Join(b.bin, "bulwark-defender"), //nolint:noctx // stopped by SIGTERM to measure a graceful detach
+		"--bundle", bundle, "--state-dir", state, "--watch-paths", b.stormDir)
+	var p *proc
+	err = benchkit.Pinned(b.bulwarkCPUs, func() (err error) { p, err = b.procs.start(cmd); return err })
 	if err != nil {
 		return fmt.Errorf("start defender: %w", err)
 	}
@@ -875,8 +890,14 @@ func printReport(w io.Writer, o options, b *bench, results []*result, loadStart,
 	osrel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	fmt.Fprintf(w, "Machine: %d CPUs (%s), Linux %s, %s; load average (1/5/15 min) %s at the start, %s at the end.\n",
 		runtime.NumCPU(), cpuModel(), strings.TrimSpace(string(osrel)), runtime.Version(), loadStart, loadEnd)
-	fmt.Fprintf(w, "Workload: %d worker(s) per storm; exec storm runs `%s %s <marker>`; write storm cycles over %d files; %d baseline/Defender pairs per storm; Defender idle measured over %s.\n\n",
+	fmt.Fprintf(w, "Workload: %d worker(s) per storm; exec storm runs `%s %s <marker>`; write storm cycles over %d files; %d baseline/Defender pairs per storm; Defender idle measured over %s.\n",
 		o.parallel, b.prog, b.argv0, o.files, o.repeat, o.idle)
+	if b.bulwarkCPUs != nil {
+		fmt.Fprintf(w, "CPUs: the Console and the Defender on CPU %v, the storms (with and without the Defender) on CPUs %v.\n", b.bulwarkCPUs, b.stormCPUs)
+	} else {
+		fmt.Fprintln(w, "CPUs: the Console, the Defender and the storms share every CPU.")
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "| storm | operations | wall without (median) | wall with (median) | ratio | workload CPU ratio | events produced | captured | lost kernel / user | capture | Defender CPU idle | Defender CPU under storm | RSS idle | RSS peak |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

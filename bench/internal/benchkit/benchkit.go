@@ -1,6 +1,7 @@
 // Package benchkit holds what the benchmark programs under bench/ share:
 // the processes they start (signalled only by their own PIDs), a free
-// loopback port, a process's CPU ticks from /proc, and small helpers.
+// loopback port, a process's CPU ticks from /proc, CPU pinning for runs with
+// reserved CPUs, and small helpers.
 package benchkit
 
 import (
@@ -11,10 +12,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Proc is a process a benchmark started; it is only ever signalled by its
@@ -117,4 +121,71 @@ func Tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// CPUs splits this machine's CPUs for a run with reserved CPUs: reserved
+// (the Console's and the Defender's, as system-reserved CPUs are for a
+// node's agents) and the rest (the workload's). reserved < 0: no split, both
+// nil.
+func CPUs(reserved int) (bulwark, workload []int, err error) {
+	if reserved < 0 {
+		return nil, nil, nil
+	}
+	n := runtime.NumCPU()
+	if reserved >= n || n < 2 {
+		return nil, nil, fmt.Errorf("cannot reserve CPU %d of %d: the workload needs at least one other", reserved, n)
+	}
+	for c := range n {
+		if c != reserved {
+			workload = append(workload, c)
+		}
+	}
+	return []int{reserved}, workload, nil
+}
+
+// Pinned runs f on an OS thread whose CPU affinity is cpus, so that the
+// processes f starts (they inherit the thread's affinity) and the system
+// calls f makes run there; the thread's affinity is restored after. Empty
+// cpus: f runs as it is.
+func Pinned(cpus []int, f func() error) error {
+	if len(cpus) == 0 {
+		return f()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return fmt.Errorf("CPU affinity: %w", err)
+	}
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pin to CPUs %v: %w", cpus, err)
+	}
+	defer func() { _ = unix.SchedSetaffinity(0, &old) }()
+	return f()
+}
+
+// PinProcess sets the CPU affinity of every thread of this process to cpus;
+// threads it starts later inherit it from the thread that starts them.
+func PinProcess(cpus []int) error {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("pin thread %d to CPUs %v: %w", tid, cpus, err)
+		}
+	}
+	return nil
 }
