@@ -52,6 +52,30 @@ func Require(tb testing.TB) string {
 	return runc
 }
 
+// RuncCopy returns a copy of the system's runc, bin/runc in a directory of
+// the test, for a test that puts the shim in its place: never in place of
+// the system's runc. It skips the test where runc is not installed, but
+// needs no root.
+func RuncCopy(tb testing.TB) string {
+	tb.Helper()
+	sys, err := exec.LookPath("runc")
+	if err != nil {
+		tb.Skipf("runctest: needs runc (scripts/setup.sh installs it): %v", err)
+	}
+	b, err := os.ReadFile(sys)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := filepath.Join(tb.TempDir(), "bin", "runc")
+	if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o755); err != nil { //nolint:gosec // G306: an executable
+		tb.Fatal(err)
+	}
+	return p
+}
+
 // NewID returns prefix followed by 12 random hex digits: a container ID,
 // or any name, of the test's own.
 func NewID(prefix string) string {
