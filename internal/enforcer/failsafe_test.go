@@ -368,7 +368,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	const ns = "bwtest"
 	ctr := func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		// Not the test's context: the cleanup runs ctr after it is canceled.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", sock, "--namespace", ns}, args...)...).CombinedOutput()
 		return string(out), err
@@ -380,6 +381,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		_, _ = ctr("container", "delete", id)
 		_ = daemon.Process.Signal(syscall.SIGTERM)
 		_ = daemon.Wait()
+		// runc's state root of the namespace, made by containerd's shim;
+		// empty once the task is deleted.
+		_ = os.Remove("/run/containerd/runc/" + ns)
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
