@@ -343,6 +343,14 @@ func (c *Container) State(tb testing.TB) string {
 	return state(tb, c.runc, c.Root, c.ID)
 }
 
+// State is runc's status of the container id in runc root root ("" for
+// runc's default), or "" when runc does not know it: for a container the
+// test started another way (through another runc binary).
+func State(tb testing.TB, root, id string) string {
+	tb.Helper()
+	return state(tb, Require(tb), root, id)
+}
+
 func state(tb testing.TB, runc, root, id string) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
