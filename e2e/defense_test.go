@@ -4,10 +4,7 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -20,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"bulwark/internal/runtime/runctest"
 )
 
 // Runtime defense end to end: a real Console, a sensing and enforcing
@@ -27,141 +26,19 @@ import (
 // EPERM before it happens; the audits at the Console say so, by which rule
 // and mechanism.
 
-// defended is a busybox runc container of the runtime defense tests.
-type defended struct {
-	id, bundle, rootfs string
-}
-
 type defendedOpts struct {
 	image       string   // io.bulwark.image: what the rules' collections match
 	hostNetwork bool     // share the host's network namespace (the test's loopback listeners)
 	files       []string // copies of busybox at these paths (files of their own, not applet links)
-	args        []string // the init's command; default sleep 600
 }
 
-// runDefended starts a container whose init sleeps; it is killed and
-// deleted by its ID when the test ends.
-func runDefended(t *testing.T, o defendedOpts) *defended {
+// runDefended starts a busybox container whose init sleeps, in runc's
+// default root, where the Defender looks; it is killed and deleted by its
+// ID when the test ends.
+func runDefended(t *testing.T, o defendedOpts) *runctest.Container {
 	t.Helper()
-	needRunc(t)
-	c := &defended{id: randomID("bwdef-"), bundle: t.TempDir()}
-	c.rootfs = filepath.Join(c.bundle, "rootfs")
-	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev", "usr/local/bin"} {
-		if err := os.MkdirAll(filepath.Join(c.rootfs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(p string, b []byte, mode os.FileMode) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(filepath.Join(c.rootfs, "bin", "busybox"), bb, 0o755)
-	for _, a := range []string{"sh", "sleep", "echo", "cat", "true", "nc", "ls"} {
-		if err := os.Symlink("busybox", filepath.Join(c.rootfs, "bin", a)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, f := range o.files {
-		write(filepath.Join(c.rootfs, f), bb, 0o755)
-	}
-	write(filepath.Join(c.rootfs, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
-
-	if out, err := exec.Command("runc", "spec", "--bundle", c.bundle).CombinedOutput(); err != nil {
-		t.Fatalf("runc spec: %v\n%s", err, out)
-	}
-	cfgPath := filepath.Join(c.bundle, "config.json")
-	raw, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		t.Fatal(err)
-	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sleep", "600"}
-	if o.args != nil {
-		proc["args"] = o.args
-	}
-	spec["annotations"] = map[string]string{"io.bulwark.image": o.image}
-	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
-	if o.hostNetwork {
-		linux := spec["linux"].(map[string]any)
-		var kept []any
-		for _, ns := range linux["namespaces"].([]any) {
-			if ns.(map[string]any)["type"] != "network" {
-				kept = append(kept, ns)
-			}
-		}
-		linux["namespaces"] = kept
-	}
-	raw, _ = json.Marshal(spec)
-	write(cfgPath, raw, 0o644)
-	logPath := filepath.Join(c.bundle, "container.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("runc", "run", "--detach", "--bundle", c.bundle, c.id)
-	cmd.Stdout, cmd.Stderr = logf, logf // a file, not a pipe: see runContainer
-	err = cmd.Run()
-	logf.Close()
-	if err != nil {
-		out, _ := os.ReadFile(logPath)
-		t.Fatalf("runc run: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("runc", "kill", "--all", c.id, "KILL").Run()
-		time.Sleep(50 * time.Millisecond)
-		_ = exec.Command("runc", "delete", "-f", c.id).Run()
-	})
-	return c
-}
-
-// sh runs a script in the container; a failing script is not an error:
-// scripts print what the test checks.
-func (c *defended) sh(t *testing.T, script string) (stdout, stderr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, "runc", "exec", c.id, "sh", "-c", script)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("runc exec %s sh -c %q: timed out\nstdout: %s\nstderr: %s", c.id, script, out.String(), errb.String())
-	}
-	if _, ok := errors.AsType[*exec.ExitError](err); err != nil && !ok {
-		t.Fatalf("runc exec %s: %v", c.id, err)
-	}
-	return out.String(), errb.String()
-}
-
-// status is runc's state of the container: running, stopped…, or "" once
-// it is deleted.
-func (c *defended) status(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("runc", "state", c.id).Output()
-	if err != nil {
-		return ""
-	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatalf("runc state %s: %v in %s", c.id, err, out)
-	}
-	return st.Status
+	return runctest.Run(t, runctest.Options{Prefix: "bwdef-", Annotations: map[string]string{"io.bulwark.image": o.image},
+		HostNetwork: o.hostNetwork, Files: o.files})
 }
 
 // deniedExec is the script line that runs the denied busybox copy and the
@@ -170,9 +47,9 @@ const deniedExec = `/usr/local/bin/echo DENIED-RAN; echo "status=$?"; /bin/echo 
 
 // checkDenied asserts that the denied binary fails with EPERM without
 // printing, and that the allowed one runs.
-func (c *defended) checkDenied(t *testing.T) {
+func checkDenied(t *testing.T, c *runctest.Container) {
 	t.Helper()
-	out, errOut := c.sh(t, deniedExec)
+	out, errOut := c.Sh(t, deniedExec)
 	if strings.Contains(out, "DENIED-RAN") {
 		t.Errorf("the denied binary ran in the container: stdout %q", out)
 	}
@@ -527,8 +404,8 @@ func TestRuntimeDefensePrevents(t *testing.T) {
 
 	t.Run("exec", func(t *testing.T) {
 		ctr := runDefended(t, defendedOpts{image: "registry.local/denied:1", files: []string{"/usr/local/bin/echo"}})
-		waitEnforced(t, state, ctr.id, "exec")
-		ctr.checkDenied(t)
+		waitEnforced(t, state, ctr.ID, "exec")
+		checkDenied(t, ctr)
 		if n := lc.hold(t, d.cmd.Process.Pid); n == 0 {
 			t.Errorf("the Defender holds no BPF program")
 		}
@@ -536,11 +413,11 @@ func TestRuntimeDefensePrevents(t *testing.T) {
 			t.Errorf("the Defender holds no fanotify group while fanotify enforces exec in a container")
 		}
 		// The same file on the host (another collection: no rule) runs.
-		out, err := exec.Command(filepath.Join(ctr.rootfs, "usr/local/bin/echo"), "HOST-RAN").CombinedOutput()
+		out, err := exec.Command(filepath.Join(ctr.Rootfs, "usr/local/bin/echo"), "HOST-RAN").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "HOST-RAN") {
 			t.Errorf("the denied file run on the host: %q, %v; want it to run", out, err)
 		}
-		a := c.waitAudit(t, ctr.id, "the denied exec", func(a defenseAudit) bool { return a.Prevented })
+		a := c.waitAudit(t, ctr.ID, "the denied exec", func(a defenseAudit) bool { return a.Prevented })
 		if a.RuleName != "deny tool" || a.Mechanism != mech["exec"] || a.AttackType != "explicitlyDeniedProcess" || a.Effect != "prevent" ||
 			!strings.Contains(a.Msg, "/usr/local/bin/echo") {
 			t.Errorf("audit = %+v; want prevented by rule %q with %s, explicitlyDeniedProcess of /usr/local/bin/echo", a, "deny tool", mech["exec"])
@@ -549,23 +426,23 @@ func TestRuntimeDefensePrevents(t *testing.T) {
 
 	t.Run("file-write", func(t *testing.T) {
 		ctr := runDefended(t, defendedOpts{image: "registry.local/files:1"})
-		waitEnforced(t, state, ctr.id, "file-write")
-		out, errOut := ctr.sh(t, `echo owned >> /etc/passwd; echo "status=$?"; cat /etc/passwd; echo tmp-ok > /tmp/f && cat /tmp/f`)
+		waitEnforced(t, state, ctr.ID, "file-write")
+		out, errOut := ctr.Sh(t, `echo owned >> /etc/passwd; echo "status=$?"; cat /etc/passwd; echo tmp-ok > /tmp/f && cat /tmp/f`)
 		if !strings.Contains(out, "status=1") || !strings.Contains(errOut, "Operation not permitted") {
 			t.Errorf("the write to /etc/passwd: stdout %q, stderr %q; want status 1 and EPERM", out, errOut)
 		}
 		if !strings.Contains(out, "root:x:0:0") || !strings.Contains(out, "tmp-ok") {
 			t.Errorf("reading /etc/passwd or writing /tmp did not work: stdout %q, stderr %q", out, errOut)
 		}
-		if b, _ := os.ReadFile(filepath.Join(ctr.rootfs, "etc/passwd")); strings.Contains(string(b), "owned") {
+		if b, _ := os.ReadFile(filepath.Join(ctr.Rootfs, "etc/passwd")); strings.Contains(string(b), "owned") {
 			t.Errorf("/etc/passwd was written: %q", b)
 		}
-		a := c.waitAudit(t, ctr.id, "the denied write", func(a defenseAudit) bool { return a.Prevented })
+		a := c.waitAudit(t, ctr.ID, "the denied write", func(a defenseAudit) bool { return a.Prevented })
 		if a.RuleName != "lock accounts" || a.Mechanism != mech["file-write"] || a.AttackType != "explicitlyDeniedFile" || !strings.Contains(a.Msg, "/etc/passwd") {
 			t.Errorf("audit = %+v; want prevented by rule %q with %s, explicitlyDeniedFile of /etc/passwd", a, "lock accounts", mech["file-write"])
 		}
 		time.Sleep(2 * time.Second) // what the sensor saw of the write reaches the Console too
-		for _, a := range c.defenseAudits(t, ctr.id) {
+		for _, a := range c.defenseAudits(t, ctr.ID) {
 			if !a.Prevented {
 				t.Errorf("an audit says the denied write was not prevented: %+v", a)
 			}
@@ -574,8 +451,8 @@ func TestRuntimeDefensePrevents(t *testing.T) {
 
 	t.Run("connect", func(t *testing.T) {
 		ctr := runDefended(t, defendedOpts{image: "registry.local/net:1", hostNetwork: true})
-		waitEnforced(t, state, ctr.id, "connect")
-		out, errOut := ctr.sh(t, fmt.Sprintf(`echo denied | nc 127.0.0.1 %d; echo "status=$?"; echo allowed | nc 127.0.0.1 %d; echo "status2=$?"`, denied.port, allowed.port))
+		waitEnforced(t, state, ctr.ID, "connect")
+		out, errOut := ctr.Sh(t, fmt.Sprintf(`echo denied | nc 127.0.0.1 %d; echo "status=$?"; echo allowed | nc 127.0.0.1 %d; echo "status2=$?"`, denied.port, allowed.port))
 		if !strings.Contains(out, "status=1") || !strings.Contains(errOut, "Operation not permitted") {
 			t.Errorf("the connect to denied port %d: stdout %q, stderr %q; want status 1 and EPERM", denied.port, out, errOut)
 		}
@@ -590,12 +467,12 @@ func TestRuntimeDefensePrevents(t *testing.T) {
 			t.Errorf("the denied port accepted %d connections (%q)", n, lines)
 		}
 		name := fmt.Sprintf("no port %d", denied.port)
-		a := c.waitAudit(t, ctr.id, "the denied connect", func(a defenseAudit) bool { return a.Prevented })
+		a := c.waitAudit(t, ctr.ID, "the denied connect", func(a defenseAudit) bool { return a.Prevented })
 		if a.RuleName != name || a.Mechanism != mech["connect"] || a.AttackType != "explicitlyDeniedOutboundPort" || !strings.Contains(a.Msg, strconv.Itoa(denied.port)) {
 			t.Errorf("audit = %+v; want prevented by rule %q with %s, explicitlyDeniedOutboundPort", a, name, mech["connect"])
 		}
 		time.Sleep(2 * time.Second)
-		for _, a := range c.defenseAudits(t, ctr.id) {
+		for _, a := range c.defenseAudits(t, ctr.ID) {
 			if !a.Prevented {
 				t.Errorf("an audit says a connect was not prevented: %+v", a)
 			}
@@ -604,16 +481,16 @@ func TestRuntimeDefensePrevents(t *testing.T) {
 
 	t.Run("block", func(t *testing.T) {
 		ctr := runDefended(t, defendedOpts{image: "registry.local/blocked:1", files: []string{"/usr/local/bin/echo"}})
-		waitEnforced(t, state, ctr.id, "exec")
-		out, errOut := ctr.sh(t, `/usr/local/bin/echo DENIED-RAN; echo "status=$?"`)
+		waitEnforced(t, state, ctr.ID, "exec")
+		out, errOut := ctr.Sh(t, `/usr/local/bin/echo DENIED-RAN; echo "status=$?"`)
 		if strings.Contains(out, "DENIED-RAN") || !strings.Contains(errOut, "Operation not permitted") {
 			t.Errorf("the blocked exec: stdout %q, stderr %q; want EPERM before it ran", out, errOut)
 		}
 		waitFor(t, "the container to be stopped", 20*time.Second, func() bool {
-			st := ctr.status(t)
+			st := ctr.State(t)
 			return st == "" || st == "stopped"
 		})
-		a := c.waitAudit(t, ctr.id, "the block", func(a defenseAudit) bool { return a.Blocked })
+		a := c.waitAudit(t, ctr.ID, "the block", func(a defenseAudit) bool { return a.Blocked })
 		if a.RuleName != "stop tool" || a.Effect != "block" || !a.Prevented || a.Mechanism != mech["exec"] {
 			t.Errorf("audit = %+v; want the exec prevented by rule %q with %s, and the container blocked", a, "stop tool", mech["exec"])
 		}
@@ -642,14 +519,14 @@ func TestRuntimeDefenseFromDiskWhileConsoleDown(t *testing.T) {
 	putRuntimePolicy(t, c, state, `{"rules":[{"name":"deny tool","collections":[{"name":"denied","images":["registry.local/denied:*"]}],
 	  "processes":{"deniedList":{"effect":"prevent","paths":["/usr/local/bin/echo"]}}}]}`)
 	ctr := runDefended(t, defendedOpts{image: "registry.local/denied:1", files: []string{"/usr/local/bin/echo"}})
-	waitEnforced(t, state, ctr.id, "exec")
-	ctr.checkDenied(t)
+	waitEnforced(t, state, ctr.ID, "exec")
+	checkDenied(t, ctr)
 
 	c.kill(syscall.SIGTERM)
 	lc.hold(t, d.cmd.Process.Pid)
 	d.kill(syscall.SIGTERM)
 	// A stopped Defender leaves nothing enforced.
-	if out, _ := ctr.sh(t, deniedExec); !strings.Contains(out, "DENIED-RAN") {
+	if out, _ := ctr.Sh(t, deniedExec); !strings.Contains(out, "DENIED-RAN") {
 		t.Fatalf("with the Defender stopped the binary still does not run: %q", out)
 	}
 
@@ -658,11 +535,11 @@ func TestRuntimeDefenseFromDiskWhileConsoleDown(t *testing.T) {
 		st := status(t, state)
 		return st.PolicySource == "disk" && !st.Connected
 	})
-	waitEnforced(t, state, ctr.id, "exec")
-	ctr.checkDenied(t)
+	waitEnforced(t, state, ctr.ID, "exec")
+	checkDenied(t, ctr)
 
 	c = startConsole(t, dataDir, apiPort, chPort)
-	a := c.waitAudit(t, ctr.id, "the exec denied while the Console was down", func(a defenseAudit) bool {
+	a := c.waitAudit(t, ctr.ID, "the exec denied while the Console was down", func(a defenseAudit) bool {
 		return a.Prevented && a.RuleName == "deny tool"
 	})
 	if a.AttackType != "explicitlyDeniedProcess" {
@@ -687,9 +564,9 @@ func TestRuntimeDefenseSurvivesKill(t *testing.T) {
 	  "processes":{"deniedList":{"effect":"prevent","paths":["/usr/local/bin/echo"]}},
 	  "filesystem":{"deniedList":{"effect":"prevent","paths":["/etc/passwd"]}}}]}`)
 	ctr := runDefended(t, defendedOpts{image: "registry.local/denied:1", files: []string{"/usr/local/bin/echo"}})
-	waitEnforced(t, state, ctr.id, "exec")
-	waitEnforced(t, state, ctr.id, "file-write")
-	ctr.checkDenied(t)
+	waitEnforced(t, state, ctr.ID, "exec")
+	waitEnforced(t, state, ctr.ID, "file-write")
+	checkDenied(t, ctr)
 
 	pid := d.cmd.Process.Pid
 	if lc.hold(t, pid) == 0 {
@@ -698,7 +575,7 @@ func TestRuntimeDefenseSurvivesKill(t *testing.T) {
 	d.kill(syscall.SIGKILL)
 
 	// Everything works, in the container and on the host.
-	out, errOut := ctr.sh(t, deniedExec+`; echo more >> /etc/passwd && echo write-ok; cat /etc/passwd; echo tmp-ok > /tmp/f && cat /tmp/f`)
+	out, errOut := ctr.Sh(t, deniedExec+`; echo more >> /etc/passwd && echo write-ok; cat /etc/passwd; echo tmp-ok > /tmp/f && cat /tmp/f`)
 	for _, want := range []string{"DENIED-RAN", "ALLOWED-RAN", "write-ok", "root:x:0:0", "tmp-ok"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("after kill -9, in the container: stdout %q, stderr %q; want %q", out, errOut, want)
@@ -708,14 +585,14 @@ func TestRuntimeDefenseSurvivesKill(t *testing.T) {
 	if err := os.WriteFile(hostFile, []byte("ok"), 0o600); err != nil {
 		t.Errorf("after kill -9, a write on the host: %v", err)
 	}
-	if out, err := exec.Command(filepath.Join(ctr.rootfs, "usr/local/bin/echo"), "HOST-RAN").CombinedOutput(); err != nil || !strings.Contains(string(out), "HOST-RAN") {
+	if out, err := exec.Command(filepath.Join(ctr.Rootfs, "usr/local/bin/echo"), "HOST-RAN").CombinedOutput(); err != nil || !strings.Contains(string(out), "HOST-RAN") {
 		t.Errorf("after kill -9, an exec on the host: %q, %v", out, err)
 	}
 
 	d = startEnforcingDefender(t, c, b, state)
-	waitEnforced(t, state, ctr.id, "exec")
-	ctr.checkDenied(t)
-	if out, errOut := ctr.sh(t, `echo again >> /etc/passwd; echo "status=$?"`); !strings.Contains(out, "status=1") || !strings.Contains(errOut, "Operation not permitted") {
+	waitEnforced(t, state, ctr.ID, "exec")
+	checkDenied(t, ctr)
+	if out, errOut := ctr.Sh(t, `echo again >> /etc/passwd; echo "status=$?"`); !strings.Contains(out, "status=1") || !strings.Contains(errOut, "Operation not permitted") {
 		t.Errorf("the restarted Defender does not deny the write: stdout %q, stderr %q", out, errOut)
 	}
 	lc.hold(t, d.cmd.Process.Pid)

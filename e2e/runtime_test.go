@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -39,24 +38,6 @@ type modelView struct {
 	} `json:"processes"`
 }
 
-// withApplets adds busybox applets to a container's /bin.
-func withApplets(t *testing.T, c *container, applets ...string) {
-	t.Helper()
-	for _, a := range applets {
-		if err := os.Symlink("busybox", filepath.Join(c.bundle, "rootfs", "bin", a)); err != nil && !os.IsExist(err) {
-			t.Fatal(err)
-		}
-	}
-}
-
-// execTolerant runs a command in the container and returns its output,
-// whether or not it fails.
-func (c *container) execTolerant(t *testing.T, args ...string) string {
-	t.Helper()
-	out, _ := exec.Command("runc", append([]string{"exec", c.id}, args...)...).CombinedOutput()
-	return string(out)
-}
-
 func (c *consoleProc) audits(t *testing.T, containerID string) []runtimeAuditView {
 	t.Helper()
 	var as []runtimeAuditView
@@ -76,18 +57,17 @@ func TestLearnedModelFlagsUnseenProcess(t *testing.T) {
 	_, state := startSensingDefender(t, c, "modeller", "--learning-window", window.String(), "--model-report-interval", "200ms")
 
 	const image = "registry.local/learned:1"
-	ctr := runContainer(t, map[string]string{"io.bulwark.image": image})
-	withApplets(t, ctr, "id", "chmod", "dpkg", "mkdir")
+	ctr := runContainer(t, map[string]string{"io.bulwark.image": image}, "id", "chmod", "dpkg", "mkdir")
 	for name, content := range map[string]string{"motd": "welcome\n", "shadow": "root:*:19000:0:99999:7:::\n"} {
-		if err := os.WriteFile(filepath.Join(ctr.bundle, "rootfs", "etc", name), []byte(content), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(ctr.Rootfs, "etc", name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// What the container normally does, while the model learns.
 	learningEnds := time.Now().Add(window)
 	for time.Now().Before(learningEnds.Add(-time.Second)) {
-		ctr.exec(t, "/bin/cat", "/etc/motd")
-		ctr.exec(t, "/bin/sh", "-c", "true")
+		ctr.Exec(t, "/bin/cat", "/etc/motd")
+		ctr.Exec(t, "/bin/sh", "-c", "true")
 		time.Sleep(300 * time.Millisecond)
 	}
 	var models []modelView
@@ -102,15 +82,15 @@ func TestLearnedModelFlagsUnseenProcess(t *testing.T) {
 	if !slices.Contains(learned, "/bin/cat") || slices.Contains(learned, "/bin/id") {
 		t.Fatalf("learned processes = %v, want /bin/cat and not /bin/id", learned)
 	}
-	if as := c.audits(t, ctr.id); len(as) != 0 {
+	if as := c.audits(t, ctr.ID); len(as) != 0 {
 		t.Fatalf("audits while the model learned: %+v", as)
 	}
 
-	ctr.exec(t, "/bin/cat", "/etc/motd") // learned: quiet
-	ctr.exec(t, "/bin/id")               // unseen
+	ctr.Exec(t, "/bin/cat", "/etc/motd") // learned: quiet
+	ctr.Exec(t, "/bin/id")               // unseen
 	var as []runtimeAuditView
 	waitFor(t, "the audit of the unseen process", 20*time.Second, func() bool {
-		as = c.audits(t, ctr.id)
+		as = c.audits(t, ctr.ID)
 		return len(as) > 0
 	})
 	if len(as) != 1 || as[0].AttackType != "unexpectedProcess" || as[0].Event.Process.Exe != "/bin/id" || as[0].ImageName != image ||
@@ -119,13 +99,13 @@ func TestLearnedModelFlagsUnseenProcess(t *testing.T) {
 	}
 
 	// The built-in detections, in the same container.
-	ctr.exec(t, "/bin/sh", "-c", "mkdir -p /tmp/x && cat /bin/busybox > /tmp/x/busybox && chmod +x /tmp/x/busybox && /tmp/x/busybox true")
-	ctr.execTolerant(t, "/bin/dpkg", "-l")
-	ctr.exec(t, "/bin/cat", "/etc/shadow")
-	ctr.exec(t, "/bin/sh", "-c", "nc -l -p 9123 -e /bin/sh & sleep 0.3; echo 'sleep 0.5' | nc 127.0.0.1 9123; wait")
+	ctr.Exec(t, "/bin/sh", "-c", "mkdir -p /tmp/x && cat /bin/busybox > /tmp/x/busybox && chmod +x /tmp/x/busybox && /tmp/x/busybox true")
+	_, _ = ctr.TryExec(t, "/bin/dpkg", "-l")
+	ctr.Exec(t, "/bin/cat", "/etc/shadow")
+	ctr.Exec(t, "/bin/sh", "-c", "nc -l -p 9123 -e /bin/sh & sleep 0.3; echo 'sleep 0.5' | nc 127.0.0.1 9123; wait")
 	want := []string{"modifiedProcess", "packageManagerProcess", "secretFileAccess", "reverseShell"}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		as = c.audits(t, ctr.id)
+		as = c.audits(t, ctr.ID)
 		var missing []string
 		for _, w := range want {
 			if !slices.ContainsFunc(as, func(a runtimeAuditView) bool { return a.AttackType == w }) {
@@ -164,10 +144,10 @@ func TestLearnedModelFlagsUnseenProcess(t *testing.T) {
 		Detections  []string `json:"detections"`
 	}
 	waitFor(t, "the incident", 20*time.Second, func() bool {
-		c.api(t, "GET", "/api/v1/audits/incidents?containerID="+ctr.id, "", &incs)
+		c.api(t, "GET", "/api/v1/audits/incidents?containerID="+ctr.ID, "", &incs)
 		return len(incs) == 1 && incs[0].AuditCount >= len(want)+1
 	})
-	if incs[0].Category != "reverseShell" || incs[0].ContainerID != ctr.id {
+	if incs[0].Category != "reverseShell" || incs[0].ContainerID != ctr.ID {
 		t.Errorf("incident = %+v, want category reverseShell for the container", incs[0])
 	}
 	var detail struct {
@@ -241,9 +221,8 @@ func TestStoredRuntimePolicyWithoutConsole(t *testing.T) {
 		st := status(t, state)
 		return st.PolicySource == "disk" && st.Sensor != nil && !st.Connected
 	})
-	ctr := runContainer(t, map[string]string{"io.bulwark.image": "registry.local/offline:1"})
-	withApplets(t, ctr, "telnet")
-	ctr.execTolerant(t, "/bin/telnet", "127.0.0.1", "1")
+	ctr := runContainer(t, map[string]string{"io.bulwark.image": "registry.local/offline:1"}, "telnet")
+	_, _ = ctr.TryExec(t, "/bin/telnet", "127.0.0.1", "1")
 	waitFor(t, "the audit in the spool", 20*time.Second, func() bool {
 		st := status(t, state)
 		return st.Runtime != nil && st.Runtime.Audits > 0
@@ -252,7 +231,7 @@ func TestStoredRuntimePolicyWithoutConsole(t *testing.T) {
 	c = startConsole(t, dataDir, apiPort, chPort)
 	var as []runtimeAuditView
 	waitFor(t, "the audit at the Console", 30*time.Second, func() bool {
-		as = c.audits(t, ctr.id)
+		as = c.audits(t, ctr.ID)
 		return slices.ContainsFunc(as, func(a runtimeAuditView) bool { return a.AttackType == "explicitlyDeniedProcess" })
 	})
 	for _, a := range as {

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -19,104 +17,25 @@ import (
 	"time"
 
 	"bulwark/internal/event"
+	"bulwark/internal/runtime/runctest"
 	"bulwark/internal/sqlite"
 )
 
 // needPrivileges skips, with the reason, where the kernel tests cannot run.
 func needPrivileges(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the sensor loads eBPF programs and the test runs runc")
+	runctest.Require(t)
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skipf("needs kernel BTF (/sys/kernel/btf/vmlinux): %v", err)
 	}
-	for _, need := range []string{"/sys/kernel/btf/vmlinux", "/usr/sbin/runc", "/bin/busybox"} {
-		if _, err := os.Stat(need); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it): %v", need, err)
-		}
-	}
-}
-
-// container is a busybox runc container this test started.
-type container struct {
-	id, bundle string
 }
 
 // runContainer starts `sleep 60` in a detached busybox container with
-// Kubernetes-style annotations.
-func runContainer(t *testing.T, annotations map[string]string) *container {
+// Kubernetes-style annotations and more applets, in runc's default root,
+// where the Defender looks.
+func runContainer(t *testing.T, annotations map[string]string, applets ...string) *runctest.Container {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	c := &container{id: "bwe2e-" + hex.EncodeToString(b), bundle: t.TempDir()}
-	rootfs := filepath.Join(c.bundle, "rootfs")
-	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev"} {
-		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"sh", "sleep", "echo", "cat", "true", "nc", "ls"} {
-		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", a)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("runc", "spec", "--bundle", c.bundle).CombinedOutput(); err != nil {
-		t.Fatalf("runc spec: %v\n%s", err, out)
-	}
-	cfgPath := filepath.Join(c.bundle, "config.json")
-	raw, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		t.Fatal(err)
-	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sleep", "60"}
-	spec["annotations"] = annotations
-	spec["root"].(map[string]any)["readonly"] = false
-	raw, _ = json.Marshal(spec)
-	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// A detached container keeps runc's stdio: give it a file, not a pipe,
-	// or waiting for runc waits for the container.
-	logPath := filepath.Join(c.bundle, "container.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("runc", "run", "--detach", "--bundle", c.bundle, c.id)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	err = cmd.Run()
-	logf.Close()
-	if err != nil {
-		out, _ := os.ReadFile(logPath)
-		t.Fatalf("runc run: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("runc", "kill", c.id, "KILL").Run()
-		time.Sleep(50 * time.Millisecond)
-		_ = exec.Command("runc", "delete", "-f", c.id).Run()
-	})
-	return c
-}
-
-// exec runs a command inside the container and returns its output.
-func (c *container) exec(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("runc", append([]string{"exec", c.id}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("runc exec %v: %v\n%s", args, err, out)
-	}
-	return string(out)
+	return runctest.Run(t, runctest.Options{Prefix: "bwe2e-", Args: []string{"sleep", "60"}, Annotations: annotations, Applets: applets})
 }
 
 // storedEvents reads a stopped Console's events.
@@ -186,8 +105,8 @@ func TestContainerEventsReachTheConsole(t *testing.T) {
 	ctr := runContainer(t, map[string]string{
 		"io.kubernetes.pod.name": "web-0", "io.kubernetes.pod.namespace": "prod", "io.bulwark.image": "registry.local/web:1.2",
 	})
-	ctr.exec(t, "/bin/sh", "-c", "echo owned > /etc/x")
-	out := ctr.exec(t, "/bin/sh", "-c", "nc -l -p 9000 > /tmp/got & sleep 0.3; echo hello | nc 127.0.0.1 9000; sleep 0.2; cat /tmp/got")
+	ctr.Exec(t, "/bin/sh", "-c", "echo owned > /etc/x")
+	out := ctr.Exec(t, "/bin/sh", "-c", "nc -l -p 9000 > /tmp/got & sleep 0.3; echo hello | nc 127.0.0.1 9000; sleep 0.2; cat /tmp/got")
 	if !strings.Contains(out, "hello") {
 		t.Fatalf("the connection inside the container did not work: %q", out)
 	}
@@ -203,7 +122,7 @@ func TestContainerEventsReachTheConsole(t *testing.T) {
 	c.kill(syscall.SIGTERM)
 	evs := runtimeEvents(t, storedEvents(t, dataDir))
 
-	inCtr := func(e found) bool { return e.rt.Container != nil && e.rt.Container.ID == ctr.id }
+	inCtr := func(e found) bool { return e.rt.Container != nil && e.rt.Container.ID == ctr.ID }
 	exe, ok := first(evs, func(e found) bool {
 		return e.kind == event.KindProcessExec && inCtr(e) && slices.Equal(e.rt.Process.Argv, []string{"/bin/sh", "-c", "echo owned > /etc/x"})
 	})
@@ -253,11 +172,11 @@ func TestContainerStartedBeforeTheDefender(t *testing.T) {
 	dataDir := t.TempDir()
 	c := startConsole(t, dataDir, freePort(t), freePort(t))
 	startSensingDefender(t, c, "late")
-	ctr.exec(t, "/bin/sh", "-c", "echo late > /etc/late")
+	ctr.Exec(t, "/bin/sh", "-c", "echo late > /etc/late")
 	time.Sleep(3 * time.Second)
 	c.kill(syscall.SIGTERM)
 	evs := runtimeEvents(t, storedEvents(t, dataDir))
-	inCtr := func(e found) bool { return e.rt.Container != nil && e.rt.Container.ID == ctr.id }
+	inCtr := func(e found) bool { return e.rt.Container != nil && e.rt.Container.ID == ctr.ID }
 	if _, ok := first(evs, func(e found) bool {
 		return e.kind == event.KindProcessExec && e.rt.Existing && inCtr(e) && slices.Equal(e.rt.Process.Argv, []string{"sleep", "60"})
 	}); !ok {
@@ -346,8 +265,8 @@ func TestLeastPrivilege(t *testing.T) {
 	putRuntimePolicy(t, c, state, `{"rules":[{"name":"deny tool","collections":[{"name":"narrow","images":["registry.local/narrow:*"]}],
 	  "processes":{"deniedList":{"effect":"prevent","paths":["/usr/local/bin/echo"]}}}]}`)
 	ctr := runDefended(t, defendedOpts{image: "registry.local/narrow:1", files: []string{"/usr/local/bin/echo"}})
-	waitEnforced(t, state, ctr.id, "exec")
-	ctr.checkDenied(t)
+	waitEnforced(t, state, ctr.ID, "exec")
+	checkDenied(t, ctr)
 }
 
 // TestBurstLossIsReported: a burst beyond a tiny ring buffer is reported at

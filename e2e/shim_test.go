@@ -5,8 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 
 	"bulwark/api/shimv1"
 	"bulwark/internal/event"
+	"bulwark/internal/runtime/runctest"
 	"bulwark/internal/shim"
 )
 
@@ -31,66 +30,12 @@ const blockedHostPID = `bulwark: blocked by rule "prod-strict": 5515 - Do not sh
 const strictPolicy = `{"rules":[{"name":"prod-strict","collections":[{"name":"all","images":["*"]}],
  "condition":{"vulnerabilities":[{"id":5515,"block":true}]}}]}`
 
-// needRunc skips, with the reason, where runc containers cannot run.
-func needRunc(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run runc containers")
-	}
-	for _, need := range []string{"/usr/sbin/runc", "/bin/busybox"} {
-		if _, err := os.Stat(need); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it): %v", need, err)
-		}
-	}
-	return "/usr/sbin/runc"
-}
-
-// runcCopy copies the system's runc into a directory of the test: the
+// runcCopy is a copy of the system's runc in a directory of the test: the
 // shim is installed there, never in place of the system's runc.
 func runcCopy(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(needRunc(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "bin", "runc")
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func randomID(prefix string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
-
-// busyboxRootfs is a root file system with a static busybox.
-func busyboxRootfs(t *testing.T, dir string) string {
-	t.Helper()
-	rootfs := filepath.Join(dir, "rootfs")
-	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev"} {
-		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"sh", "sleep", "true"} {
-		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", a)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return rootfs
+	runctest.Require(t)
+	return runctest.RuncCopy(t)
 }
 
 // shimBundle makes a busybox bundle that sleeps; hostPID drops its pid
@@ -98,43 +43,12 @@ func busyboxRootfs(t *testing.T, dir string) string {
 // compliance engine (CRI check IDs).
 func shimBundle(t *testing.T, hostPID bool) string {
 	t.Helper()
-	bundle := t.TempDir()
-	busyboxRootfs(t, bundle)
-	if out, err := exec.Command(needRunc(t), "spec", "--bundle", bundle).CombinedOutput(); err != nil {
-		t.Fatalf("runc spec: %v\n%s", err, out)
-	}
-	path := filepath.Join(bundle, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		t.Fatal(err)
-	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sleep", "60"}
-	spec["annotations"] = map[string]string{
-		"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.container-name": "web",
-		"io.kubernetes.cri.sandbox-name": "web-0", "io.kubernetes.cri.sandbox-namespace": "prod",
-		"io.kubernetes.cri.image-name": "registry.local/web:1.2",
-	}
-	if hostPID {
-		linux := spec["linux"].(map[string]any)
-		var kept []any
-		for _, ns := range linux["namespaces"].([]any) {
-			if ns.(map[string]any)["type"] != "pid" {
-				kept = append(kept, ns)
-			}
-		}
-		linux["namespaces"] = kept
-	}
-	raw, _ = json.Marshal(spec)
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return bundle
+	return runctest.Bundle(t, runctest.Options{Args: []string{"sleep", "60"}, ReadonlyRoot: true, HostPID: hostPID,
+		Annotations: map[string]string{
+			"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.container-name": "web",
+			"io.kubernetes.cri.sandbox-name": "web-0", "io.kubernetes.cri.sandbox-namespace": "prod",
+			"io.kubernetes.cri.image-name": "registry.local/web:1.2",
+		}})
 }
 
 // runcRun runs `runc run -d` of a bundle with the given runc binary and a
@@ -150,6 +64,7 @@ func runcRun(t *testing.T, runc, root, bundle, id string) (stderr string, elapse
 	if ferr != nil {
 		t.Fatal(ferr)
 	}
+	t.Cleanup(func() { runctest.Delete(t, root, id) }) // with the system's runc
 	cmd := exec.Command(runc, "--root", root, "run", "--detach", "--bundle", bundle, id)
 	// Files, not pipes: the detached container keeps runc's stdio, and
 	// waiting for a pipe would wait for the container.
@@ -161,24 +76,7 @@ func runcRun(t *testing.T, runc, root, bundle, id string) (stderr string, elapse
 	errf.Close()
 	b, _ := os.ReadFile(errf.Name())
 	stderr = string(b)
-	t.Cleanup(func() {
-		sys := needRunc(t)
-		_ = exec.Command(sys, "--root", root, "kill", id, "KILL").Run()
-		time.Sleep(50 * time.Millisecond)
-		_ = exec.Command(sys, "--root", root, "delete", "-f", id).Run()
-	})
 	return stderr, elapsed, err
-}
-
-func containerState(t *testing.T, root, id string) string {
-	t.Helper()
-	out, err := exec.Command(needRunc(t), "--root", root, "state", id).Output()
-	if err != nil {
-		return ""
-	}
-	var st struct{ Status string }
-	_ = json.Unmarshal(out, &st)
-	return st.Status
 }
 
 func shimState(t *testing.T, stateDir string) (shim.State, string) {
@@ -228,11 +126,11 @@ func TestShimBlocksHostPID(t *testing.T) {
 	waitFor(t, "the shim to be installed", 20*time.Second, func() bool { st, _ := shimState(t, state); return st == shim.StateInstalled })
 
 	root := t.TempDir()
-	okID, badID := randomID("bwshim-ok-"), randomID("bwshim-bad-")
+	okID, badID := runctest.NewID("bwshim-ok-"), runctest.NewID("bwshim-bad-")
 	if stderr, _, err := runcRun(t, runc, root, shimBundle(t, false), okID); err != nil {
 		t.Fatalf("runc run of a container with a pid namespace: %v\n%s", err, stderr)
 	}
-	if st := containerState(t, root, okID); st != "running" {
+	if st := runctest.State(t, root, okID); st != "running" {
 		t.Errorf("container %s is %q, want running", okID, st)
 	}
 	stderr, _, err := runcRun(t, runc, root, shimBundle(t, true), badID)
@@ -240,7 +138,7 @@ func TestShimBlocksHostPID(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || stderr != blockedHostPID+"\n" {
 		t.Errorf("runc run of a host-PID container: %v, stderr %q; want exit 1 and %q", err, stderr, blockedHostPID)
 	}
-	if st := containerState(t, root, badID); st != "" {
+	if st := runctest.State(t, root, badID); st != "" {
 		t.Errorf("refused container %s has state %q, want none", badID, st)
 	}
 	if entries, _ := os.ReadDir(root); len(entries) != 1 {
@@ -310,13 +208,13 @@ func TestShimFailOpenTimeout(t *testing.T) {
 	// right; the audit records of both are checked.
 	var ids []string
 	for attempt := 1; ; attempt++ {
-		id := randomID("bwshim-slow-")
+		id := runctest.NewID("bwshim-slow-")
 		ids = append(ids, id)
 		stderr, elapsed, err := runcRun(t, runc, root, shimBundle(t, true), id)
 		if err != nil {
 			t.Fatalf("runc run with a silent Defender: %v\n%s", err, stderr)
 		}
-		if st := containerState(t, root, id); st != "running" {
+		if st := runctest.State(t, root, id); st != "running" {
 			t.Errorf("container %s is %q, want running (fail open)", id, st)
 		}
 		files, err := shim.ReadAudits(paths.AuditDir, 10)
@@ -437,8 +335,8 @@ func TestShimContainerd(t *testing.T) {
 	waitFor(t, "the shim to be installed", 20*time.Second, func() bool { st, _ := shimState(t, state); return st == shim.StateInstalled })
 
 	ctd := startContainerd(t)
-	rootfs := busyboxRootfs(t, t.TempDir())
-	okID, badID := randomID("bwctd-ok-"), randomID("bwctd-bad-")
+	rootfs := runctest.Busybox(t)
+	okID, badID := runctest.NewID("bwctd-ok-"), runctest.NewID("bwctd-bad-")
 	if out, err := ctd.ctr("run", "--rm", "--null-io", "--runc-binary", runc, "--rootfs", rootfs, okID, "/bin/true"); err != nil {
 		t.Fatalf("ctr run of a clean container through the shim: %v\n%s", err, out)
 	}
@@ -451,7 +349,7 @@ func TestShimContainerd(t *testing.T) {
 		// was refused, so remove the record as a user would.
 		_, _ = ctd.ctr("containers", "delete", badID)
 	}
-	if st := containerState(t, "/run/containerd/runc/"+ctd.namespace, badID); st != "" {
+	if st := runctest.State(t, "/run/containerd/runc/"+ctd.namespace, badID); st != "" {
 		t.Errorf("runc state of the refused container = %q, want none", st)
 	}
 }
@@ -484,7 +382,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	}
 	cmd := exec.Command("containerd", "--config", cfg)
 	p := startCmd(t, cmd, nil)
-	ctd := &containerdProc{address: address, namespace: randomID("bwe2e-")}
+	ctd := &containerdProc{address: address, namespace: runctest.NewID("bwe2e-")}
 	// runc's state root of the namespace, made by containerd's shim.
 	t.Cleanup(func() { _ = os.Remove("/run/containerd/runc/" + ctd.namespace) })
 	waitFor(t, "containerd to serve", 20*time.Second, func() bool {

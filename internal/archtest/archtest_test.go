@@ -52,6 +52,8 @@ func TestCheckCatchesViolations(t *testing.T) {
 		{"adapter imports adapter", Package{"bulwark/internal/httpapi", []string{"bulwark/internal/sqlite"}}, "adapters do not import each other"},
 		{"adapter imports assembly", Package{"bulwark/internal/sqlite", []string{"bulwark/internal/console"}}, "inward"},
 		{"prod imports test helper", Package{"bulwark/internal/console", []string{"bulwark/internal/store/storetest"}}, "test helpers"},
+		{"adapter imports runctest", Package{"bulwark/internal/enforcer", []string{"bulwark/internal/runtime/runctest"}}, "test helpers"},
+		{"runctest imports its adapter", Package{"bulwark/internal/runtime/runctest", []string{"bulwark/internal/runtime", "bulwark/internal/event"}}, ""},
 		{"unclassified package", Package{"bulwark/internal/misc", nil}, "not classified"},
 		{"domain imports strings", Package{"bulwark/internal/auth", []string{"strings", "bulwark/internal/audit"}}, ""},
 		{"adapter imports domain and api", Package{"bulwark/internal/httpapi", []string{"bulwark/internal/store", "bulwark/api", "net/http"}}, ""},

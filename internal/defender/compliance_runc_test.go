@@ -2,12 +2,9 @@ package defender
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +14,7 @@ import (
 	"bulwark/api/bulwarkv1"
 	"bulwark/internal/event"
 	"bulwark/internal/pki"
+	"bulwark/internal/runtime/runctest"
 )
 
 // TestComplianceOfRuncContainers runs a Defender (no Console, no sensor)
@@ -26,24 +24,10 @@ import (
 // a container started later is found by the rescan; results are not sent
 // again until the policy changes; every event goes through the spool once.
 func TestComplianceOfRuncContainers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("privileged: needs root to run runc containers")
-	}
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("needs runc (scripts/setup.sh installs it)")
-	}
-	const busybox = "/bin/busybox"
-	if _, err := os.Stat(busybox); err != nil {
-		t.Fatalf("needs a static %s (busybox-static; scripts/setup.sh installs it): %v", busybox, err)
-	}
+	runctest.Require(t)
 	root := t.TempDir() // runc --root: only this test's containers
-	suffix := randomSuffix(t)
-	shared := "bwc-hostpid-" + suffix
-	private := "bwc-private-" + suffix
-	late := "bwc-late-" + suffix
-	startRunc(t, runc, root, shared, busybox, true)
-	startRunc(t, runc, root, private, busybox, false)
+	shared := startRunc(t, root, "bwc-hostpid-", true).ID
+	private := startRunc(t, root, "bwc-private-", false).ID
 
 	cfg := Default()
 	cfg.Shim = ShimOff       // never this machine's runc
@@ -92,7 +76,7 @@ func TestComplianceOfRuncContainers(t *testing.T) {
 		t.Errorf("findings of %s (own pid namespace) = %+v, want no host-pid", private, p.Data.Findings)
 	}
 
-	startRunc(t, runc, root, late, busybox, true)
+	late := startRunc(t, root, "bwc-late-", true).ID
 	evs = waitCompliance(t, d, "the late container's result", func(evs []spooledCompliance) bool { return len(byContainer(evs, late)) > 0 })
 	if l := byContainer(evs, late)[0]; l.Data.Trigger != TriggerContainerStart {
 		t.Errorf("event of the late container = %+v, want trigger container.start", l.Data)
@@ -250,102 +234,11 @@ func testBundle(t *testing.T, id string) string {
 	return dir
 }
 
-func randomSuffix(t *testing.T) string {
+// startRunc runs a busybox container that sleeps in runc root root, with
+// or without its own pid namespace: a read-only root and an image
+// annotation, as the Defender's tests have it.
+func startRunc(t *testing.T, root, prefix string, hostPID bool) *runctest.Container {
 	t.Helper()
-	b := make([]byte, 5)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// startRunc runs a busybox container that sleeps, in runc root root, with
-// or without its own pid namespace; the test's cleanup kills and deletes
-// it by its ID.
-func startRunc(t *testing.T, runc, root, id, busybox string, hostPID bool) {
-	t.Helper()
-	bundle := t.TempDir()
-	bin := filepath.Join(bundle, "rootfs", "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bin, "busybox"), bb, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, applet := range []string{"sh", "sleep"} {
-		if err := os.Symlink("busybox", filepath.Join(bin, applet)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runcIn(t, runc, bundle, "spec")
-	path := filepath.Join(bundle, "config.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(b, &spec); err != nil {
-		t.Fatalf("parse runc spec: %v", err)
-	}
-	proc, _ := spec["process"].(map[string]any)
-	linux, _ := spec["linux"].(map[string]any)
-	if proc == nil || linux == nil {
-		t.Fatalf("runc spec lacks process or linux: %s", b)
-	}
-	proc["terminal"] = false
-	proc["args"] = []string{"sleep", "60"}
-	spec["annotations"] = map[string]string{"io.bulwark.image": "registry.local/bwc:1.0"}
-	if hostPID {
-		nss, _ := linux["namespaces"].([]any)
-		linux["namespaces"] = slices.DeleteFunc(nss, func(n any) bool {
-			m, _ := n.(map[string]any)
-			return m["type"] == "pid"
-		})
-	}
-	if b, err = json.MarshalIndent(spec, "", "\t"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopRunc(t, runc, root, id) })
-	runcIn(t, runc, bundle, "--root", root, "run", "-d", "--pid-file", filepath.Join(bundle, "init.pid"), id)
-}
-
-// runcIn runs runc in dir with its output in a file: a detached container
-// keeps its stdio open, so a pipe would never reach EOF.
-func runcIn(t *testing.T, runc, dir string, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, runc, args...)
-	cmd.Dir = dir
-	logFile, err := os.CreateTemp(t.TempDir(), "runc-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Run(); err != nil {
-		out, _ := os.ReadFile(logFile.Name())
-		t.Fatalf("runc %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// stopRunc kills and deletes a container this test started, if it exists.
-func stopRunc(t *testing.T, runc, root, id string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := exec.CommandContext(ctx, runc, "--root", root, "state", id).Run(); err != nil {
-		return
-	}
-	_ = exec.CommandContext(ctx, runc, "--root", root, "kill", id, "KILL").Run()
-	if out, err := exec.CommandContext(ctx, runc, "--root", root, "delete", "-f", id).CombinedOutput(); err != nil {
-		t.Errorf("runc delete -f %s: %v\n%s", id, err, out)
-	}
+	return runctest.Run(t, runctest.Options{Prefix: prefix, Root: root, HostPID: hostPID, ReadonlyRoot: true,
+		Args: []string{"sleep", "60"}, Annotations: map[string]string{"io.bulwark.image": "registry.local/bwc:1.0"}})
 }

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"bulwark/internal/enforcer"
 	"bulwark/internal/event"
+	"bulwark/internal/runtime/runctest"
 	rp "bulwark/internal/runtimepolicy"
 )
 
@@ -264,23 +264,14 @@ func TestPreventedFromTheEnforcer(t *testing.T) {
 // to audits, the stopper stops the container and the next Apply finds it
 // gone.
 func TestKernelEnforcerInRuncContainer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("privileged: needs root to load BPF programs and run runc containers")
-	}
+	runctest.Require(t)
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		t.Skip("needs kernel BTF: " + err.Error())
 	}
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("needs runc (scripts/setup.sh installs it)")
-	}
 	root := t.TempDir()
-	id := "bwk-" + randomSuffix(t)
-	startRunc(t, runc, root, id, "/bin/busybox", false)
-	if out, err := exec.Command(runc, "--root", root, "exec", id, "/bin/busybox", "sh", "-c",
-		"busybox cat /bin/busybox > /dev/echo && busybox chmod 755 /dev/echo").CombinedOutput(); err != nil {
-		t.Fatalf("copy busybox in the container: %v\n%s", err, out)
-	}
+	c := startRunc(t, root, "bwk-", false)
+	id := c.ID
+	c.Exec(t, "/bin/busybox", "sh", "-c", "busybox cat /bin/busybox > /dev/echo && busybox chmod 755 /dev/echo")
 
 	cfg := Default()
 	cfg.RuncRoots = []string{root}
@@ -316,8 +307,8 @@ func TestKernelEnforcerInRuncContainer(t *testing.T) {
 
 	got := make(chan Prevented, 8)
 	go k.forward(t.Context(), func(p Prevented) { got <- p })
-	out, _ := exec.Command(runc, "--root", root, "exec", id, "/bin/sh", "-c", `/dev/echo DENIED-RAN; echo "status=$?"; sleep 0`).CombinedOutput()
-	if strings.Contains(string(out), "DENIED-RAN") || !strings.Contains(string(out), "status=126") || !strings.Contains(string(out), "Operation not permitted") {
+	out, _ := c.TryExec(t, "/bin/sh", "-c", `/dev/echo DENIED-RAN; echo "status=$?"; sleep 0`)
+	if strings.Contains(out, "DENIED-RAN") || !strings.Contains(out, "status=126") || !strings.Contains(out, "Operation not permitted") {
 		t.Errorf("the denied exec: %q; want EPERM and status 126", out)
 	}
 	select {
@@ -334,8 +325,8 @@ func TestKernelEnforcerInRuncContainer(t *testing.T) {
 	if err := stop.Stop(t.Context(), event.Container{ID: id}); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if err := exec.Command(runc, "--root", root, "state", id).Run(); err == nil {
-		t.Errorf("runc state %s works after Stop: the container was not stopped and deleted", id)
+	if st := c.State(t); st != "" {
+		t.Errorf("runc state %s = %q after Stop: the container was not stopped and deleted", id, st)
 	}
 	if err := stop.Stop(t.Context(), event.Container{ID: id}); err == nil {
 		t.Errorf("Stop of a stopped container = nil, want an error")

@@ -26,7 +26,7 @@ type sensing struct {
 	resolver *runtime.Resolver
 	logger   *slog.Logger
 
-	queue   chan []byte // spool records
+	queue   chan []byte   // spool records
 	dropped atomic.Uint64 // events lost because the queue was full
 
 	mu       sync.Mutex

@@ -21,6 +21,7 @@ import (
 	"bulwark/api/shimv1"
 	"bulwark/internal/compliance"
 	"bulwark/internal/event"
+	"bulwark/internal/runtime/runctest"
 	"bulwark/internal/shim"
 )
 
@@ -294,16 +295,9 @@ func TestCollectAudits(t *testing.T) {
 // TestReconcileFollowsThePolicy: a blocking rule puts the shim in place of
 // (a copy of) runc, a policy without one takes it out, byte for byte.
 func TestReconcileFollowsThePolicy(t *testing.T) {
-	sys, err := exec.LookPath("runc")
+	runc := runctest.RuncCopy(t)
+	orig, err := os.ReadFile(runc)
 	if err != nil {
-		t.Skip("needs runc (scripts/setup.sh installs it)")
-	}
-	orig, err := os.ReadFile(sys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runc := filepath.Join(t.TempDir(), "runc")
-	if err := os.WriteFile(runc, orig, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "bulwark-shim")
@@ -393,15 +387,8 @@ func TestValidateShimConfig(t *testing.T) {
 }
 
 func TestReconcileReportsAFailureOnce(t *testing.T) {
-	sys, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("needs runc (scripts/setup.sh installs it)")
-	}
-	orig, _ := os.ReadFile(sys)
-	runc := filepath.Join(t.TempDir(), "runc")
-	if err := os.WriteFile(runc, orig, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	runc := runctest.RuncCopy(t)
+	orig, _ := os.ReadFile(runc)
 	g, evs, p := testGate(t, strictPolicy)
 	g.installer = shim.Installer{Shim: filepath.Join(t.TempDir(), "no-such-shim"), Paths: g.paths}
 	g.targets = func() []string { return []string{runc} }

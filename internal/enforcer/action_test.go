@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"bulwark/internal/runtime/runctest"
 )
 
 // actionEnv carries an actionSpec to TestHelperAction: a child process that
@@ -99,9 +101,9 @@ func errnoName(err error) string {
 
 // tryAction runs one action in a child process in the container's cgroup
 // and returns its result: "ok" or the errno's name.
-func tryAction(t *testing.T, c *container, spec actionSpec) string {
+func tryAction(t *testing.T, c *runctest.Container, spec actionSpec) string {
 	t.Helper()
-	spec.CgroupProcs = filepath.Join(mustCgroupRoot(t), c.cgroupPath, "cgroup.procs")
+	spec.CgroupProcs = filepath.Join(mustCgroupRoot(t), c.CgroupPath, "cgroup.procs")
 	raw, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -131,9 +133,9 @@ func TestSendtoDenied(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e, audits := startEnforcer(t, cfg)
 			mech := wantMechanism(t, e, KindConnect)
-			c := startContainer(t, containerOpts{})
+			c := startContainer(t, runctest.Options{})
 			port := freePort(t)
-			tg := c.target()
+			tg := target(c)
 			tg.DenyConnect = []ConnectRule{{Rule: "no-udp-port", Port: uint16(port)}} //nolint:gosec // G115: a port
 			if err := e.Apply(t.Context(), []Target{tg}); err != nil {
 				t.Fatalf("Apply: %v", err)
@@ -169,7 +171,7 @@ func TestExecMappingDenied(t *testing.T) {
 		}
 		t.Skipf("executable mappings are denied only by BPF LSM; exec here: %+v", m)
 	}
-	c := startContainer(t, containerOpts{})
+	c := startContainer(t, runctest.Options{})
 	dir := t.TempDir()
 	denied, allowed := filepath.Join(dir, "denied"), filepath.Join(dir, "allowed")
 	writeFile(t, denied, make([]byte, 8192), 0o755)
@@ -178,7 +180,7 @@ func TestExecMappingDenied(t *testing.T) {
 	if err := unix.Stat(denied, &st); err != nil {
 		t.Fatal(err)
 	}
-	tg := c.target()
+	tg := target(c)
 	tg.DenyExec = []ExecRule{{Rule: "deny-mapped", Dev: st.Dev, Ino: st.Ino}}
 	if err := e.Apply(t.Context(), []Target{tg}); err != nil {
 		t.Fatalf("Apply: %v", err)

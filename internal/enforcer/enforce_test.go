@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"bulwark/internal/runtime/runctest"
 )
 
 // configs are the enforcer configurations every mechanism test runs with:
@@ -66,8 +68,8 @@ func TestExecDenied(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e, audits := startEnforcer(t, cfg)
 			mech := wantMechanism(t, e, KindExec)
-			c := startContainer(t, containerOpts{files: []string{"/usr/local/bin/echo"}})
-			tg := c.target()
+			c := startContainer(t, runctest.Options{Files: []string{"/usr/local/bin/echo"}})
+			tg := target(c)
 			tg.DenyExec = []ExecRule{
 				{Rule: "deny-tool", Path: "/usr/local/bin/echo"},
 				{Rule: "deny-late", Path: "/tmp/later/echo"}, // created after Apply
@@ -76,15 +78,15 @@ func TestExecDenied(t *testing.T) {
 				t.Fatalf("Apply: %v", err)
 			}
 			// A hard link made after Apply: another path, the same file.
-			mkdir(t, filepath.Join(c.rootfs, "tmp/later"))
-			if err := os.Link(filepath.Join(c.rootfs, "usr/local/bin/echo"), filepath.Join(c.rootfs, "tmp/echo")); err != nil {
+			mkdir(t, filepath.Join(c.Rootfs, "tmp/later"))
+			if err := os.Link(filepath.Join(c.Rootfs, "usr/local/bin/echo"), filepath.Join(c.Rootfs, "tmp/echo")); err != nil {
 				t.Fatal(err)
 			}
-			bb, err := os.ReadFile("/bin/busybox")
+			bb, err := os.ReadFile(runctest.BusyboxPath)
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, filepath.Join(c.rootfs, "tmp/later/echo"), bb, 0o755)
+			writeFile(t, filepath.Join(c.Rootfs, "tmp/later/echo"), bb, 0o755)
 
 			for _, tc := range []struct {
 				name, path, rule string
@@ -94,7 +96,7 @@ func TestExecDenied(t *testing.T) {
 				{"file created at a denied path after Apply", "/tmp/later/echo", "deny-late"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					out, errOut := c.sh(t, tc.path+` DENIED-RAN; echo "status=$?"; /bin/echo ALLOWED-RAN`)
+					out, errOut := c.Sh(t, tc.path+` DENIED-RAN; echo "status=$?"; /bin/echo ALLOWED-RAN`)
 					t.Logf("stdout %q stderr %q", out, errOut)
 					if strings.Contains(out, "DENIED-RAN") {
 						t.Errorf("exec %s in the container ran: stdout %q", tc.path, out)
@@ -106,7 +108,7 @@ func TestExecDenied(t *testing.T) {
 						t.Errorf("allowed /bin/echo in the container did not run: stdout %q stderr %q", out, errOut)
 					}
 					p := audits.wait(t, "exec "+tc.path, func(p Prevented) bool {
-						return p.Kind == KindExec && p.Rule == tc.rule && p.ContainerID == c.id
+						return p.Kind == KindExec && p.Rule == tc.rule && p.ContainerID == c.ID
 					})
 					if p.Mechanism != mech || p.PID == 0 || p.CgroupID == 0 || p.Time.IsZero() {
 						t.Errorf("audit = %+v; want mechanism %s, a pid, a cgroup and a time", p, mech)
@@ -118,7 +120,7 @@ func TestExecDenied(t *testing.T) {
 			}
 
 			// The same file, run from the host (another cgroup), runs.
-			out, err := hostRun(t, filepath.Join(c.rootfs, "usr/local/bin/echo"), "HOST-RAN")
+			out, err := hostRun(t, filepath.Join(c.Rootfs, "usr/local/bin/echo"), "HOST-RAN")
 			if err != nil || !strings.Contains(out, "HOST-RAN") {
 				t.Errorf("the denied file run on the host: %q, %v; want it to run", out, err)
 			}
@@ -134,9 +136,9 @@ func TestWriteDenied(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e, audits := startEnforcer(t, cfg)
 			mech := wantMechanism(t, e, KindFileWrite)
-			c := startContainer(t, containerOpts{})
-			mkdir(t, filepath.Join(c.rootfs, "root/.ssh"))
-			tg := c.target()
+			c := startContainer(t, runctest.Options{})
+			mkdir(t, filepath.Join(c.Rootfs, "root/.ssh"))
+			tg := target(c)
 			tg.DenyWrite = []WriteRule{
 				{Rule: "protect-passwd", Prefix: "/etc/passwd"},
 				{Rule: "protect-ssh", Prefix: "/root/.ssh"},
@@ -144,13 +146,13 @@ func TestWriteDenied(t *testing.T) {
 			if err := e.Apply(t.Context(), []Target{tg}); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
-			passwd := filepath.Join(c.rootfs, "etc/passwd")
+			passwd := filepath.Join(c.Rootfs, "etc/passwd")
 			before, err := os.ReadFile(passwd)
 			if err != nil {
 				t.Fatal(err)
 			}
 
-			out, errOut := c.sh(t, `cat /etc/passwd >/dev/null && echo READ-OK
+			out, errOut := c.Sh(t, `cat /etc/passwd >/dev/null && echo READ-OK
 echo evil >> /etc/passwd; echo "append=$?"
 echo evil > /etc/passwd; echo "trunc=$?"
 ln /etc/passwd /tmp/pw && echo evil >> /tmp/pw; echo "link=$?"
@@ -170,15 +172,15 @@ echo data > /tmp/f && cat /tmp/f && echo TMP-OK`)
 			}
 			// O_CREAT creates the file before the open is refused: it
 			// exists, but nothing was written to it.
-			if b, err := os.ReadFile(filepath.Join(c.rootfs, "root/.ssh/authorized_keys")); err == nil && len(b) > 0 {
+			if b, err := os.ReadFile(filepath.Join(c.Rootfs, "root/.ssh/authorized_keys")); err == nil && len(b) > 0 {
 				t.Errorf("authorized_keys = %q, want nothing written", b)
 			}
 
 			p := audits.wait(t, "write /etc/passwd", func(p Prevented) bool {
 				return p.Kind == KindFileWrite && p.Rule == "protect-passwd" && p.Path == "/etc/passwd"
 			})
-			if p.Mechanism != mech || p.ContainerID != c.id {
-				t.Errorf("audit = %+v; want mechanism %s, container %s", p, mech, c.id)
+			if p.Mechanism != mech || p.ContainerID != c.ID {
+				t.Errorf("audit = %+v; want mechanism %s, container %s", p, mech, c.ID)
 			}
 			audits.wait(t, "write through a hard link", func(p Prevented) bool {
 				return p.Kind == KindFileWrite && p.Rule == "protect-passwd" && p.Path == "/tmp/pw"
@@ -191,7 +193,7 @@ echo data > /tmp/f && cat /tmp/f && echo TMP-OK`)
 			// the container's own mount (/proc/<pid>/root): from another
 			// process, and from this one, whose threads the enforcer always
 			// allows (its own decisions must not wait on themselves).
-			through := filepath.Join("/proc", strconv.Itoa(c.pid), "root/etc/passwd")
+			through := filepath.Join("/proc", strconv.Itoa(c.InitPID), "root/etc/passwd")
 			decided := e.Stats().Decisions
 			for _, p := range []string{passwd, through} {
 				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
@@ -256,14 +258,14 @@ func TestConnectAndBindDenied(t *testing.T) {
 			e, audits := startEnforcer(t, cfg)
 			mechConnect := wantMechanism(t, e, KindConnect)
 			mechBind := wantMechanism(t, e, KindBind)
-			c := startContainer(t, containerOpts{hostNetwork: true})
+			c := startContainer(t, runctest.Options{HostNetwork: true})
 
 			denied, deniedGot := listen(t, "tcp4", "127.0.0.1:0")
 			allowed, allowedGot := listen(t, "tcp4", "127.0.0.1:0")
 			denied6, denied6Got := listen(t, "tcp6", "[::1]:0")
 			free := freePort(t)
 			listenPort := freePort(t)
-			tg := c.target()
+			tg := target(c)
 			tg.DenyConnect = []ConnectRule{
 				{Rule: "no-loopback-port", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Port: uint16(denied)}, //nolint:gosec // G115: a port
 				{Rule: "no-port-anywhere", Port: uint16(denied6)},                                              //nolint:gosec // G115: a port
@@ -279,7 +281,7 @@ func TestConnectAndBindDenied(t *testing.T) {
 					"V6PORT", strconv.Itoa(denied6), "FREE", strconv.Itoa(free), "LISTEN", strconv.Itoa(listenPort))
 				return r.Replace(s)
 			}
-			out, errOut := c.sh(t, ports(`echo to-denied | nc 127.0.0.1 DENIED; echo "denied=$?"
+			out, errOut := c.Sh(t, ports(`echo to-denied | nc 127.0.0.1 DENIED; echo "denied=$?"
 echo to-allowed | nc 127.0.0.1 ALLOWED; echo "allowed=$?"
 echo to-v6 | nc ::1 V6PORT; echo "v6=$?"
 echo to-10 | timeout 2 nc 10.1.2.3 80; echo "ten=$?"
@@ -325,8 +327,8 @@ sleep 1`))
 			p := audits.wait(t, "connect to the denied port", func(p Prevented) bool {
 				return p.Kind == KindConnect && p.Rule == "no-loopback-port"
 			})
-			if want := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(denied)); p.Addr != want || p.Mechanism != mechConnect || p.ContainerID != c.id || p.Comm != "nc" { //nolint:gosec // G115: a port
-				t.Errorf("audit = %+v; want %v by %s in %s, comm nc", p, want, mechConnect, c.id)
+			if want := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(denied)); p.Addr != want || p.Mechanism != mechConnect || p.ContainerID != c.ID || p.Comm != "nc" { //nolint:gosec // G115: a port
+				t.Errorf("audit = %+v; want %v by %s in %s, comm nc", p, want, mechConnect, c.ID)
 			}
 			audits.wait(t, "connect over IPv6", func(p Prevented) bool {
 				return p.Kind == KindConnect && p.Rule == "no-port-anywhere" && p.Addr == netip.AddrPortFrom(netip.IPv6Loopback(), uint16(denied6)) //nolint:gosec // G115: a port

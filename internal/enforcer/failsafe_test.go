@@ -19,6 +19,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"bulwark/internal/runtime/runctest"
 )
 
 // helperEnv carries a helperSpec to TestHelperEnforcer in a child process:
@@ -114,15 +116,15 @@ func (h *helper) kill(t *testing.T) {
 // no BPF program attached; a new enforcer takes enforcement back.
 func TestKill(t *testing.T) {
 	requirePrivileged(t)
-	c := startContainer(t, containerOpts{files: []string{"/usr/local/bin/echo"}})
-	tg := c.target()
+	c := startContainer(t, runctest.Options{Files: []string{"/usr/local/bin/echo"}})
+	tg := target(c)
 	tg.DenyExec = []ExecRule{{Rule: "deny-tool", Path: "/usr/local/bin/echo"}}
 	tg.DenyWrite = []WriteRule{{Rule: "protect-passwd", Prefix: "/etc/passwd"}}
 	tg.DenyConnect = []ConnectRule{{Rule: "no-10", Prefix: netip.MustParsePrefix("10.0.0.0/8")}}
 
 	denied := func(t *testing.T) {
 		t.Helper()
-		out, errOut := c.sh(t, `/usr/local/bin/echo DENIED-RAN; echo "status=$?"`)
+		out, errOut := c.Sh(t, `/usr/local/bin/echo DENIED-RAN; echo "status=$?"`)
 		if strings.Contains(out, "DENIED-RAN") || !strings.Contains(errOut, "Operation not permitted") {
 			t.Fatalf("denied exec under the enforcing helper: stdout %q stderr %q; want EPERM", out, errOut)
 		}
@@ -130,7 +132,7 @@ func TestKill(t *testing.T) {
 	usable := func(t *testing.T) {
 		t.Helper()
 		// The container: what was denied runs, writes work.
-		out, errOut := c.sh(t, `/usr/local/bin/echo NOW-RUNS; echo ok >> /etc/passwd && echo WRITE-OK`)
+		out, errOut := c.Sh(t, `/usr/local/bin/echo NOW-RUNS; echo ok >> /etc/passwd && echo WRITE-OK`)
 		if !strings.Contains(out, "NOW-RUNS") || !strings.Contains(out, "WRITE-OK") {
 			t.Errorf("container after the enforcer died: stdout %q stderr %q; want the exec and the write to work", out, errOut)
 		}
@@ -139,7 +141,7 @@ func TestKill(t *testing.T) {
 			t.Errorf("host exec and open after the enforcer died: %q, %v", out, err)
 		}
 		// No program of the dead enforcer is attached to the cgroup.
-		dir, err := os.Open(filepath.Join(mustCgroupRoot(t), c.cgroupPath))
+		dir, err := os.Open(filepath.Join(mustCgroupRoot(t), c.CgroupPath))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +152,7 @@ func TestKill(t *testing.T) {
 				t.Fatalf("query cgroup programs: %v", err)
 			}
 			if len(res.Programs) != 0 {
-				t.Errorf("cgroup %s after the enforcer died: %d %v programs attached, want 0", c.cgroupPath, len(res.Programs), at)
+				t.Errorf("cgroup %s after the enforcer died: %d %v programs attached, want 0", c.CgroupPath, len(res.Programs), at)
 			}
 		}
 	}
@@ -169,7 +171,7 @@ func TestKill(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
 		var out bytes.Buffer
-		pending := exec.CommandContext(ctx, c.runc, "exec", c.id, "/bin/echo", "PENDING-DONE")
+		pending := c.Command(ctx, "/bin/echo", "PENDING-DONE")
 		pending.Stdout, pending.Stderr = &out, &out
 		if err := pending.Start(); err != nil {
 			t.Fatal(err)
@@ -223,15 +225,15 @@ func TestWatchdog(t *testing.T) {
 			}
 		},
 	})
-	c := startContainer(t, containerOpts{})
-	tg := c.target()
+	c := startContainer(t, runctest.Options{})
+	tg := target(c)
 	tg.DenyExec = []ExecRule{{Rule: "deny-nothing-here", Path: "/nonexistent"}}
 	if err := e.Apply(t.Context(), []Target{tg}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	slow.Store(true)
 	start := time.Now()
-	out, errOut := c.sh(t, "/bin/echo WATCHDOG-OK")
+	out, errOut := c.Sh(t, "/bin/echo WATCHDOG-OK")
 	slow.Store(false)
 	if !strings.Contains(out, "WATCHDOG-OK") {
 		t.Errorf("exec with slow decisions: stdout %q stderr %q", out, errOut)
@@ -246,13 +248,13 @@ func TestWatchdog(t *testing.T) {
 func TestApplyReplaces(t *testing.T) {
 	requirePrivileged(t)
 	e, _ := startEnforcer(t, Config{})
-	c := startContainer(t, containerOpts{files: []string{"/usr/local/bin/echo"}})
-	tg := c.target()
+	c := startContainer(t, runctest.Options{Files: []string{"/usr/local/bin/echo"}})
+	tg := target(c)
 	tg.DenyExec = []ExecRule{{Rule: "deny-tool", Path: "/usr/local/bin/echo"}}
 	tg.DenyConnect = []ConnectRule{{Rule: "no-10", Prefix: netip.MustParsePrefix("10.0.0.0/8")}}
 	run := func(t *testing.T, wantDenied bool) {
 		t.Helper()
-		out, errOut := c.sh(t, `/usr/local/bin/echo RAN`)
+		out, errOut := c.Sh(t, `/usr/local/bin/echo RAN`)
 		if got := !strings.Contains(out, "RAN"); got != wantDenied {
 			t.Errorf("exec denied = %v, want %v (stdout %q stderr %q)", got, wantDenied, out, errOut)
 		}
@@ -270,7 +272,7 @@ func TestApplyReplaces(t *testing.T) {
 		}
 		run(t, step.wantDenied)
 		if e.Mechanisms().Connect.Mechanism == MechanismCgroupBPF {
-			dir, err := os.Open(filepath.Join(mustCgroupRoot(t), c.cgroupPath))
+			dir, err := os.Open(filepath.Join(mustCgroupRoot(t), c.CgroupPath))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,7 +288,7 @@ func TestApplyReplaces(t *testing.T) {
 	}
 
 	// A bad target is named and does not keep the good one from applying.
-	bad := Target{ContainerID: "bad", CgroupPath: "/no-such-cgroup-" + randomHex(t)}
+	bad := Target{ContainerID: "bad", CgroupPath: runctest.NewID("/no-such-cgroup-")}
 	err := e.Apply(t.Context(), []Target{bad, tg})
 	if err == nil || !strings.Contains(err.Error(), "bad") {
 		t.Errorf("Apply(bad, good) = %v, want an error naming the bad target", err)
@@ -317,20 +319,20 @@ func TestApplyReplaces(t *testing.T) {
 // TestStopContainer: a "block" stops the container through runc.
 func TestStopContainer(t *testing.T) {
 	requirePrivileged(t)
-	c := startContainer(t, containerOpts{})
-	if err := StopContainer(t.Context(), ContainerRef{ID: c.id, Runtime: RuntimeRunc}); err != nil {
-		t.Fatalf("StopContainer(%s): %v", c.id, err)
+	c := startContainer(t, runctest.Options{})
+	if err := StopContainer(t.Context(), ContainerRef{ID: c.ID, Runtime: RuntimeRunc}); err != nil {
+		t.Fatalf("StopContainer(%s): %v", c.ID, err)
 	}
-	if out, err := exec.CommandContext(t.Context(), c.runc, "state", c.id).CombinedOutput(); err == nil {
-		t.Errorf("runc state %s after StopContainer: %s; want it gone", c.id, out)
+	if st := c.State(t); st != "" {
+		t.Errorf("runc state %s after StopContainer = %q; want it gone", c.ID, st)
 	}
 	// Gone, or a zombie its new parent has not reaped yet.
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.pid)); err == nil {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.InitPID)); err == nil {
 		if _, rest, _ := strings.Cut(string(b), ") "); !strings.HasPrefix(rest, "Z") {
-			t.Errorf("container init %d after StopContainer: %s; want it dead", c.pid, b)
+			t.Errorf("container init %d after StopContainer: %s; want it dead", c.InitPID, b)
 		}
 	}
-	if err := StopContainer(t.Context(), ContainerRef{ID: c.id}); err == nil {
+	if err := StopContainer(t.Context(), ContainerRef{ID: c.ID}); err == nil {
 		t.Errorf("StopContainer of a container that is gone = nil, want an error")
 	}
 }
@@ -366,18 +368,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	const ns = "bwtest"
 	ctr := func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		// Not the test's context: the cleanup runs ctr after it is canceled.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", sock, "--namespace", ns}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	id := "bwctd-" + randomHex(t)
+	id := runctest.NewID("bwctd-")
 	t.Cleanup(func() {
 		_, _ = ctr("task", "kill", "--signal", "SIGKILL", id)
 		_, _ = ctr("task", "delete", id)
 		_, _ = ctr("container", "delete", id)
 		_ = daemon.Process.Signal(syscall.SIGTERM)
 		_ = daemon.Wait()
+		// runc's state root of the namespace, made by containerd's shim;
+		// empty once the task is deleted.
+		_ = os.Remove("/run/containerd/runc/" + ns)
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -389,16 +395,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	rootfs := filepath.Join(dir, "rootfs")
-	mkdir(t, filepath.Join(rootfs, "bin"))
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(rootfs, "bin/busybox"), bb, 0o755)
-	if err := os.Symlink("busybox", filepath.Join(rootfs, "bin/sleep")); err != nil {
-		t.Fatal(err)
-	}
+	rootfs := runctest.Busybox(t)
 	if out, err := ctr("run", "-d", "--rootfs", rootfs, id, "/bin/sleep", "600"); err != nil {
 		t.Fatalf("ctr run: %v\n%s", err, out)
 	}
@@ -420,21 +417,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 func TestPIDOutsideCgroup(t *testing.T) {
 	requirePrivileged(t)
 	e, _ := startEnforcer(t, Config{})
-	c := startContainer(t, containerOpts{files: []string{"/usr/local/bin/echo"}})
-	tg := c.target()
+	c := startContainer(t, runctest.Options{Files: []string{"/usr/local/bin/echo"}})
+	tg := target(c)
 	tg.PID = os.Getpid() // this test, in another cgroup
 	tg.DenyExec = []ExecRule{{Rule: "deny-tool", Path: "/usr/local/bin/echo"}}
 	err := e.Apply(t.Context(), []Target{tg})
 	switch e.Mechanisms().Exec.Mechanism {
 	case MechanismFanotify:
-		if err == nil || !strings.Contains(err.Error(), "not "+c.cgroupPath) {
-			t.Errorf("Apply(target with a pid outside its cgroup) = %v, want an error saying the pid is not in %s", err, c.cgroupPath)
+		if err == nil || !strings.Contains(err.Error(), "not "+c.CgroupPath) {
+			t.Errorf("Apply(target with a pid outside its cgroup) = %v, want an error saying the pid is not in %s", err, c.CgroupPath)
 		}
 	case MechanismBPFLSM:
 		if err != nil {
 			t.Errorf("Apply(target with a pid outside its cgroup) = %v, want nil with BPF LSM", err)
 		}
-		out, errOut := c.sh(t, `/usr/local/bin/echo RAN`)
+		out, errOut := c.Sh(t, `/usr/local/bin/echo RAN`)
 		if strings.Contains(out, "RAN") || !strings.Contains(errOut, "Operation not permitted") {
 			t.Errorf("exec of a denied path with BPF LSM: stdout %q stderr %q, want EPERM", out, errOut)
 		}

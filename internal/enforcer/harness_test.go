@@ -2,25 +2,21 @@ package enforcer
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"bulwark/internal/runtime/runctest"
 )
 
 // wantEnv names the mechanism the privileged tests must find for exec and
@@ -152,167 +148,17 @@ func wantMechanism(tb testing.TB, e *Enforcer, k Kind) Mechanism {
 	return c.Mechanism
 }
 
-// container is a runc container with a busybox root file system.
-type container struct {
-	id         string
-	bundle     string
-	rootfs     string
-	pid        int
-	cgroupPath string
-	runc       string
-}
-
-// containerOpts shapes a test container.
-type containerOpts struct {
-	hostNetwork bool
-	// files are copies of busybox at these paths inside the container
-	// (distinct files, unlike the applet links).
-	files []string
-}
-
-// startContainer runs a container whose init sleeps, and removes it when
-// the test ends.
-func startContainer(tb testing.TB, opts containerOpts) *container {
+// startContainer runs a busybox container whose init sleeps, in runc's
+// default root (where StopContainer looks); the test's cleanup deletes it.
+func startContainer(tb testing.TB, opts runctest.Options) *runctest.Container {
 	tb.Helper()
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		tb.Skip("needs runc (scripts/setup.sh installs it)")
-	}
-	const busybox = "/bin/busybox"
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		tb.Fatalf("needs a static %s (busybox-static): %v", busybox, err)
-	}
-	c := &container{id: "bwenf-" + randomHex(tb), bundle: tb.TempDir(), runc: runc}
-	c.rootfs = filepath.Join(c.bundle, "rootfs")
-	for _, d := range []string{"bin", "etc", "tmp", "root", "usr/local/bin", "proc", "sys", "dev"} {
-		mkdir(tb, filepath.Join(c.rootfs, d))
-	}
-	writeFile(tb, filepath.Join(c.rootfs, "bin/busybox"), bb, 0o755)
-	for _, applet := range []string{"sh", "sleep", "true", "echo", "cat", "ls", "ln", "nc", "timeout", "mkdir", "cp", "kill"} {
-		if err := os.Symlink("busybox", filepath.Join(c.rootfs, "bin", applet)); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	for _, f := range opts.files {
-		mkdir(tb, filepath.Dir(filepath.Join(c.rootfs, f)))
-		writeFile(tb, filepath.Join(c.rootfs, f), bb, 0o755)
-	}
-	writeFile(tb, filepath.Join(c.rootfs, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
-
-	c.cmd(tb, "spec")
-	path := filepath.Join(c.bundle, "config.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(b, &spec); err != nil {
-		tb.Fatalf("parse runc spec: %v", err)
-	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sleep", "600"}
-	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
-	if opts.hostNetwork {
-		linux := spec["linux"].(map[string]any)
-		var ns []any
-		for _, n := range linux["namespaces"].([]any) {
-			if n.(map[string]any)["type"] != "network" {
-				ns = append(ns, n)
-			}
-		}
-		linux["namespaces"] = ns
-	}
-	if b, err = json.Marshal(spec); err != nil {
-		tb.Fatal(err)
-	}
-	writeFile(tb, path, b, 0o644)
-
-	pidFile := filepath.Join(c.bundle, "init.pid")
-	c.cmd(tb, "run", "-d", "--pid-file", pidFile, c.id)
-	tb.Cleanup(func() { c.stop(tb) })
-	b, err = os.ReadFile(pidFile)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if c.pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-		tb.Fatalf("pid file %q: %v", b, err)
-	}
-	if c.cgroupPath, err = cgroupOfTask("/proc", uint32(c.pid)); err != nil { //nolint:gosec // G115: a pid
-		tb.Fatalf("cgroup of the container's init: %v", err)
-	}
-	return c
+	opts.Prefix = "bwenf-"
+	return runctest.Run(tb, opts)
 }
 
 // target is the container as the Defender would describe it, without rules.
-func (c *container) target() Target {
-	return Target{ContainerID: c.id, CgroupPath: c.cgroupPath, PID: c.pid}
-}
-
-// cmd runs runc in the bundle directory and fails the test on error. The
-// container's stdio is a file: with a pipe, a detached container would keep
-// it open and Wait would not return.
-func (c *container) cmd(tb testing.TB, args ...string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, c.runc, args...)
-	cmd.Dir = c.bundle
-	log, err := os.CreateTemp(tb.TempDir(), "runc-*.log")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer log.Close()
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Run(); err != nil {
-		out, _ := os.ReadFile(log.Name())
-		tb.Fatalf("runc %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// sh runs a shell script in the container (runc exec) and returns its
-// stdout and stderr. A non-zero exit is not an error: scripts print what
-// the test checks.
-func (c *container) sh(tb testing.TB, script string) (stdout, stderr string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, c.runc, "exec", c.id, "sh", "-c", script)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		tb.Fatalf("runc exec %s sh -c %q: timed out\nstdout: %s\nstderr: %s", c.id, script, out.String(), errb.String())
-	}
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		tb.Fatalf("runc exec %s: %v", c.id, err)
-	}
-	return out.String(), errb.String()
-}
-
-// stop kills and deletes the container; it is idempotent.
-func (c *container) stop(tb testing.TB) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := exec.CommandContext(ctx, c.runc, "state", c.id).Run(); err != nil {
-		return
-	}
-	_ = exec.CommandContext(ctx, c.runc, "kill", "--all", c.id, "KILL").Run()
-	if out, err := exec.CommandContext(ctx, c.runc, "delete", "-f", c.id).CombinedOutput(); err != nil {
-		tb.Errorf("runc delete -f %s: %v\n%s", c.id, err, out)
-	}
-}
-
-func randomHex(tb testing.TB) string {
-	tb.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	return hex.EncodeToString(b)
+func target(c *runctest.Container) Target {
+	return Target{ContainerID: c.ID, CgroupPath: c.CgroupPath, PID: c.InitPID}
 }
 
 func mkdir(tb testing.TB, dir string) {

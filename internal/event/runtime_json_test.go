@@ -21,13 +21,13 @@ func full() Runtime {
 		Process:   p,
 		Container: &Container{ID: "id", Name: "n", Image: "i:1", Pod: "pod", Namespace: "ns", Runtime: "runc"},
 		Host:      "h", Exit: &Exit{Code: -1, Signal: 9},
-		File:      &File{Path: "/a", NewPath: "/b", Flags: 0o101, Mode: 0o644},
-		Net:       &Net{Protocol: "tcp", Family: "inet6", SrcAddr: "::1", SrcPort: 1, DstAddr: "::2", DstPort: 65535},
-		Setuid:    &Setuid{Call: "setresuid", UID: -1, GID: 7},
-		Ns:        &Ns{Flags: 1 << 63, FD: -3},
-		Ptrace:    &Ptrace{Request: -16, TargetPID: 4},
-		Module:    &Module{Name: "m"},
-		Child:     &c, Syscall: "execve", Existing: true, Result: -13,
+		File:   &File{Path: "/a", NewPath: "/b", Flags: 0o101, Mode: 0o644},
+		Net:    &Net{Protocol: "tcp", Family: "inet6", SrcAddr: "::1", SrcPort: 1, DstAddr: "::2", DstPort: 65535},
+		Setuid: &Setuid{Call: "setresuid", UID: -1, GID: 7},
+		Ns:     &Ns{Flags: 1 << 63, FD: -3},
+		Ptrace: &Ptrace{Request: -16, TargetPID: 4},
+		Module: &Module{Name: "m"},
+		Child:  &c, Syscall: "execve", Existing: true, Result: -13,
 	}
 }
 
