@@ -22,7 +22,7 @@ const (
 	Adapter
 	Assembly
 	Command
-	Tooling // bench programs, test helpers
+	Tooling // bench programs, test helpers, tests of deploy/
 	// Library packages wrap a third-party library or the standard library
 	// for several adapters (credential hashing, flag/env layering). They
 	// import only domain packages and code outside the module.
@@ -58,8 +58,8 @@ func LayerOf(path string) Layer {
 		return Domain // wire contracts: pure types
 	case strings.HasPrefix(rest, "cmd/"):
 		return Command
-	case strings.HasPrefix(rest, "bench/"), strings.HasPrefix(rest, "e2e"):
-		return Tooling
+	case strings.HasPrefix(rest, "bench/"), strings.HasPrefix(rest, "e2e"), rest == "deploy":
+		return Tooling // deploy: manifests and units, with tests only
 	}
 	elem, ok := strings.CutPrefix(rest, "internal/")
 	if !ok {

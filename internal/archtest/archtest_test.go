@@ -62,6 +62,8 @@ func TestCheckCatchesViolations(t *testing.T) {
 		{"library imports adapter", Package{"bulwark/internal/credential", []string{"bulwark/internal/sqlite"}}, "library packages import only domain"},
 		{"domain imports netip", Package{"bulwark/internal/policy", []string{"net/netip"}}, ""},
 		{"command imports assembly", Package{"bulwark/cmd/bulwarkctl", []string{"bulwark/internal/cli"}}, ""},
+		{"deploy tests reach across", Package{"bulwark/deploy", []string{"bulwark/internal/cli", "bulwark/internal/console/consoletest"}}, ""},
+		{"assembly imports deploy", Package{"bulwark/internal/cli", []string{"bulwark/deploy"}}, "only tests and tooling"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
