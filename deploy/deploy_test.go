@@ -42,12 +42,10 @@ import (
 	"bulwark/internal/k8s"
 )
 
-// defenderCapabilities are the capabilities the Defender needs, and the one
-// list that the DaemonSet, the systemd unit and the seed's DaemonSet in
-// internal/k8s are held to. No Go code of the Defender defines the list
-// (internal/sensor's and e2e's least-privilege tests spell it as bit masks);
-// when one does, this should read it.
-var defenderCapabilities = []string{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "AUDIT_CONTROL", "MKNOD", "SETFCAP"}
+// defenderCapabilities are the capabilities the Defender needs, the one list
+// that the DaemonSet, the systemd unit and the seed's DaemonSet in
+// internal/k8s are held to.
+var defenderCapabilities = defender.Capabilities()
 
 const (
 	k8sDir         = "kubernetes"
