@@ -6,8 +6,8 @@ package defender
 // and the enforcer's programs, fanotify), SYS_PTRACE lets it read other
 // processes' /proc entries, NET_ADMIN covers the cgroup socket programs;
 // AUDIT_CONTROL, MKNOD and SETFCAP complete the set the product documents
-// (ARCHITECTURE.md). The sensor's least-privilege tests and the deployment
-// files (deploy/) are held to this list.
+// (ARCHITECTURE.md). The deployment files (deploy/) are tested against this
+// list.
 func Capabilities() []string {
 	return []string{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "AUDIT_CONTROL", "MKNOD", "SETFCAP"}
 }
