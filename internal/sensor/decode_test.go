@@ -356,3 +356,33 @@ func TestLayout(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEnrichExec: what user space does per exec record, with the cwd
+// from the kernel and with it read from /proc (this process's, so that it
+// is there).
+func BenchmarkEnrichExec(b *testing.B) {
+	self := uint32(os.Getpid()) //nolint:gosec // G115: a pid
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"cwd=kernel", withCwd(execRecord(), 76, 856, "/srv/app")},
+		{"cwd=proc", execRecord()},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			le.PutUint32(tc.in[24:], self)
+			s := &Sensor{cfg: Config{ProcRoot: "/proc"}}
+			d := newDecoder(0)
+			var r record
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := d.decode(tc.in, &r); err != nil {
+					b.Fatal(err)
+				}
+				if !s.enrich(&r) || r.rt.Process.Cwd == "" {
+					b.Fatalf("enrich: cwd %q", r.rt.Process.Cwd)
+				}
+			}
+		})
+	}
+}
