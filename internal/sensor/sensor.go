@@ -313,6 +313,7 @@ func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]
 	walks := walksCwd(spec, name)
 	var prog *ebpf.Program
 	var err error
+	degraded := ""
 	if walks && s.cfg.refuseCwdWalk {
 		err = errors.New("refused on request (test)")
 	} else {
@@ -328,8 +329,7 @@ func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]
 		}
 		var err2 error
 		if prog, err2 = loadProgram(s.noCwdSpec, name, repl); err2 == nil {
-			st.Degraded = "cwd read from /proc when the record is read (racy): the kernel refused the program with the cwd walk: " + err.Error()
-			s.logger.Warn("sensor: probe runs without the in-kernel cwd walk", "probe", target, "error", err)
+			degraded = "cwd read from /proc when the record is read (racy): the kernel refused the program with the cwd walk: " + err.Error()
 			err = nil
 		}
 	}
@@ -356,6 +356,9 @@ func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]
 	default:
 		s.links = append(s.links, l)
 		st.Active = true
+		if st.Degraded = degraded; degraded != "" {
+			s.logger.Warn("sensor: probe runs without the in-kernel cwd walk", "probe", target, "reason", degraded)
+		}
 	}
 	return st
 }
