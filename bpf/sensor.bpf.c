@@ -189,7 +189,8 @@ const volatile __u32 cwd_walk = 1;
  * takes more than CWD_MAX_STEPS steps (components and mount crossings) or
  * PATH_MAX_LEN - 1 bytes; 0 when it cannot tell (a read failed, the cwd is
  * not under the root, or the walk is off). A component renamed during the
- * walk may read as either name, as with d_path without its lock.
+ * walk may read as either name, as with d_path without its lock; a removed
+ * cwd reads as the path it had (readlink adds " (deleted)").
  */
 /* d_parent and d_name, which lie side by side in struct dentry on every
  * kernel we know: one read instead of two where they do. */
