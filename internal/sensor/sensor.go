@@ -322,11 +322,12 @@ func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]
 	}
 	if err != nil && walks {
 		if s.noCwdSpec == nil {
-			s.noCwdSpec = spec.Copy()
-			if err := s.noCwdSpec.Variables["cwd_walk"].Set(uint32(0)); err != nil {
-				st.Error = "load without the cwd walk: " + err.Error()
+			fb := spec.Copy()
+			if err := fb.Variables["cwd_walk"].Set(uint32(0)); err != nil {
+				st.Error = "load: " + err.Error()
 				return st
 			}
+			s.noCwdSpec = fb
 		}
 		var err2 error
 		if prog, err2 = loadProgram(s.noCwdSpec, name, repl); err2 == nil {
