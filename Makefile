@@ -55,7 +55,8 @@ unit:
 
 # The enforcer's privileged tests again, in a qemu VM booting Debian's own
 # kernel with bpf in lsm=: the BPF LSM path, which this machine's kernel
-# refuses, must pass there (scripts/vmtest.sh; the kernel is cached in .cache/).
+# refuses, must pass there; and the sensor's loading and cwd tests, on that
+# older verifier (scripts/vmtest.sh; the kernel is cached in .cache/).
 vmtest:
 	@scripts/vmtest.sh
 

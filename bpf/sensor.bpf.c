@@ -24,6 +24,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define O_CREAT 0100
 #define O_TRUNC 01000
 #define WRITE_FLAGS (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)
+#define AT_FDCWD -100
 
 /* Size is set from Config.RingBufferBytes at load time. */
 struct {
@@ -79,6 +80,9 @@ struct {
 union scratch_val {
 	struct exec_rec e;
 	struct file_rec f;
+	/* read_cwd's writes are masked into [cwd, cwd + 2 * PATH_MAX_LEN) for
+	 * the verifier: room behind the last cwd field. */
+	char slack[sizeof(struct exec_rec) + PATH_MAX_LEN];
 };
 
 /* Records larger than the 512-byte stack are built here. Tracepoint
@@ -164,6 +168,105 @@ static __always_inline void *scratch_rec(void)
 	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
+/* ---- the cwd ---- */
+
+/*
+ * 1 unless the kernel refused a program with the cwd walk: user space then
+ * loads that program again with cwd_walk = 0. The verifier knows a frozen
+ * .rodata value, so it never visits the walk in that variant (nor the
+ * instructions of its CO-RE relocations), and the record leaves the cwd to
+ * user space as before.
+ */
+const volatile __u32 cwd_walk = 1;
+
+/*
+ * read_cwd writes t's cwd as t sees it (the path from its fs->root, crossing
+ * mount points through struct mount as d_path does) backwards into
+ * buf[0, PATH_MAX_LEN), NUL-terminated at the end, and sets *start to where
+ * it begins. buf must be followed by PATH_MAX_LEN bytes the program may write:
+ * offsets and lengths are masked for the verifier, the checks before them
+ * keep the writes inside buf. It returns F_CWD; F_CWD_TRUNC when the path
+ * takes more than CWD_MAX_STEPS steps (components and mount crossings) or
+ * PATH_MAX_LEN - 1 bytes; 0 when it cannot tell (a read failed, the cwd is
+ * not under the root, or the walk is off). A component renamed during the
+ * walk may read as either name, as with d_path without its lock; a removed
+ * cwd reads as the path it had (readlink adds " (deleted)").
+ */
+/* d_parent and d_name, which lie side by side in struct dentry on every
+ * kernel we know: one read instead of two where they do. */
+struct dentry_up {
+	struct dentry *parent;
+	struct qstr name;
+};
+
+static __always_inline long read_up(struct dentry_up *up, struct dentry *d)
+{
+	__u64 parent = bpf_core_field_offset(struct dentry, d_parent);
+	if (bpf_core_field_offset(struct dentry, d_name) == parent + sizeof(up->parent))
+		return bpf_probe_read_kernel(up, sizeof(*up), (void *)d + parent);
+	return bpf_core_read(&up->parent, sizeof(up->parent), &d->d_parent) ||
+	       bpf_core_read(&up->name, sizeof(up->name), &d->d_name);
+}
+
+static __always_inline __u32 read_cwd(struct task_struct *t, char *buf, __u32 *start)
+{
+	if (!cwd_walk)
+		return 0;
+	struct fs_struct *fs = BPF_CORE_READ(t, fs);
+	struct path root = {}, pwd = {};
+	if (!fs || BPF_CORE_READ_INTO(&root, fs, root) || BPF_CORE_READ_INTO(&pwd, fs, pwd))
+		return 0;
+	__u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+	struct dentry *d = pwd.dentry;
+	struct vfsmount *vfsmnt = pwd.mnt;
+	struct mount *mnt = (void *)vfsmnt - mnt_off;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	/* The offset lives in the record, where the verifier does not follow
+	 * its value: in a register, every iteration's value would make a new
+	 * verifier state and the walk's paths would not be pruned. */
+	volatile __u32 *vstart = start;
+	*vstart = PATH_MAX_LEN - 1;
+	buf[PATH_MAX_LEN - 1] = 0;
+	for (int i = 0; i < CWD_MAX_STEPS; i++) {
+		if (d == root.dentry && vfsmnt == root.mnt) {
+			if (*vstart == PATH_MAX_LEN - 1) {
+				*vstart = PATH_MAX_LEN - 2;
+				buf[PATH_MAX_LEN - 2] = '/';
+			}
+			return F_CWD;
+		}
+		if (!d)
+			return 0;
+		if (d == mnt_root) {
+			/* The mount's root: go on from where it is mounted. */
+			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+			if (!parent || parent == mnt)
+				return 0; /* the namespace's root, and the task's root was not on the way */
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = parent;
+			vfsmnt = (void *)mnt + mnt_off;
+			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+			continue;
+		}
+		struct dentry_up up = {};
+		if (read_up(&up, d) || !up.parent || up.parent == d)
+			return 0; /* parent == d: a filesystem root that is no mount's root */
+		struct dentry *parent = up.parent;
+		struct qstr name = up.name;
+		__u32 off = *vstart;
+		if (name.len >= off)
+			return F_CWD_TRUNC;
+		off -= name.len;
+		if (bpf_probe_read_kernel(buf + (off & (PATH_MAX_LEN - 1)), name.len & (PATH_MAX_LEN - 1), name.name))
+			return 0;
+		off--;
+		buf[off & (PATH_MAX_LEN - 1)] = '/';
+		*vstart = off;
+		d = parent;
+	}
+	return F_CWD_TRUNC;
+}
+
 /* ---- processes ---- */
 
 /* The inode's change time moved: i_ctime_sec/i_ctime_nsec since 6.11,
@@ -226,6 +329,9 @@ int tp_exec(struct trace_event_raw_sched_process_exec *ctx)
 	 * started is drift, and the process may be gone before user space could
 	 * stat it. */
 	r->exe_ctime = inode_ctime_ns(BPF_CORE_READ(mm, exe_file, f_inode));
+	/* Here, not from /proc when the record is read: by then most processes
+	 * have exited. */
+	r->h.flags |= read_cwd(t, r->cwd, &r->cwd_off);
 	emit(r, sizeof(*r), BW_K_EXEC);
 	return 0;
 }
@@ -305,8 +411,13 @@ static __always_inline int file_event(__u32 op, int dfd, const char *p1, int dfd
 		match = 1;
 	if (!p1 && !p2)
 		match = 1; /* by fd: user space resolves and filters */
-	if (match)
-		emit(r, sizeof(*r), BW_K_FILE);
+	if (!match)
+		return 0;
+	/* A path relative to the cwd is joined with it in user space; the cwd
+	 * is read now, while the process surely has one. */
+	if (((r->h.flags & F_PATH_REL) && dfd == AT_FDCWD) || ((r->h.flags & F_PATH2_REL) && dfd2 == AT_FDCWD))
+		r->h.flags |= read_cwd((struct task_struct *)bpf_get_current_task(), r->cwd, &r->cwd_off);
+	emit(r, (r->h.flags & F_CWD) ? sizeof(*r) : FILE_REC_SHORT, BW_K_FILE);
 	return 0;
 }
 
@@ -321,7 +432,7 @@ static __always_inline int read_event(__u32 op, const char *up, __u32 oflags)
 	struct file_rec *r = scratch_rec();
 	if (!r || fill_hdr(&r->h, BW_K_FILE, op))
 		return 0;
-	r->dfd = -100;
+	r->dfd = AT_FDCWD;
 	r->dfd2 = 0;
 	r->flags = oflags;
 	r->mode = 0;
@@ -335,7 +446,7 @@ static __always_inline int read_event(__u32 op, const char *up, __u32 oflags)
 	if (!bpf_map_lookup_elem(&readwatch, &r->plen))
 		return 0;
 	r->h.flags |= F_READ;
-	emit(r, sizeof(*r), BW_K_FILE);
+	emit(r, FILE_REC_SHORT, BW_K_FILE);
 	return 0;
 }
 
@@ -367,13 +478,13 @@ int sys_enter_open(struct trace_event_raw_sys_enter *ctx)
 	__u32 fl = ctx->args[1];
 	if (!(fl & WRITE_FLAGS))
 		return read_event(BW_OP_OPEN, ARG(0), fl);
-	return file_event(BW_OP_OPEN, -100, ARG(0), 0, NULL, fl, ctx->args[2]);
+	return file_event(BW_OP_OPEN, AT_FDCWD, ARG(0), 0, NULL, fl, ctx->args[2]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_creat")
 int sys_enter_creat(struct trace_event_raw_sys_enter *ctx)
 {
-	return file_event(BW_OP_CREAT, -100, ARG(0), 0, NULL, O_CREAT | O_WRONLY | O_TRUNC,
+	return file_event(BW_OP_CREAT, AT_FDCWD, ARG(0), 0, NULL, O_CREAT | O_WRONLY | O_TRUNC,
 			  ctx->args[1]);
 }
 
@@ -386,7 +497,7 @@ int sys_enter_unlinkat(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_unlink")
 int sys_enter_unlink(struct trace_event_raw_sys_enter *ctx)
 {
-	return file_event(BW_OP_UNLINK, -100, ARG(0), 0, NULL, 0, 0);
+	return file_event(BW_OP_UNLINK, AT_FDCWD, ARG(0), 0, NULL, 0, 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_renameat2")
@@ -404,7 +515,7 @@ int sys_enter_renameat(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_rename")
 int sys_enter_rename(struct trace_event_raw_sys_enter *ctx)
 {
-	return file_event(BW_OP_RENAME, -100, ARG(0), -100, ARG(1), 0, 0);
+	return file_event(BW_OP_RENAME, AT_FDCWD, ARG(0), AT_FDCWD, ARG(1), 0, 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_fchmodat")
@@ -422,7 +533,7 @@ int sys_enter_fchmodat2(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_chmod")
 int sys_enter_chmod(struct trace_event_raw_sys_enter *ctx)
 {
-	return file_event(BW_OP_CHMOD, -100, ARG(0), 0, NULL, 0, ctx->args[1]);
+	return file_event(BW_OP_CHMOD, AT_FDCWD, ARG(0), 0, NULL, 0, ctx->args[1]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_fchmod")

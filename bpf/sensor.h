@@ -11,6 +11,9 @@
 #define PATH_MAX_LEN 256
 #define ARGV_MAX_LEN 512
 #define NAME_LEN 64
+/* The cwd walk's bound in steps: path components plus mount crossings.
+ * The path's own bound is the record's PATH_MAX_LEN. */
+#define CWD_MAX_STEPS 40
 
 /* Record kinds; also the index of the loss counters. */
 enum bw_kind {
@@ -77,6 +80,8 @@ enum bw_op {
 #define F_PATH2_REL 4
 #define F_BY_FD 8         /* fchmod / finit_module: target given by fd */
 #define F_READ 16         /* an open for reading, of a path in readwatch */
+#define F_CWD 32          /* cwd[cwd_off..] is the task's cwd, resolved in the kernel */
+#define F_CWD_TRUNC 64    /* the cwd was deeper or longer than the walk's bounds: not resolved */
 
 struct hdr {
 	__u64 ktime; /* bpf_ktime_get_ns, CLOCK_MONOTONIC */
@@ -92,15 +97,21 @@ struct hdr {
 	char comm[COMM_LEN];
 }; /* 64 */
 
+/*
+ * A cwd resolved in the kernel (F_CWD) is written backwards, from the end of
+ * cwd: it is the NUL-terminated string at cwd[cwd_off], as the task sees it
+ * (from its fs->root). Without F_CWD, user space reads /proc/<pid>/cwd.
+ */
 struct exec_rec {
 	struct hdr h;
 	__u64 start_time; /* task->start_time, CLOCK_MONOTONIC */
 	__u32 argv_len;
-	__u32 pad;
+	__u32 cwd_off;
 	char filename[PATH_MAX_LEN];
 	char argv[ARGV_MAX_LEN];
 	__u64 exe_ctime; /* the executable's inode change time, ns since the epoch; 0 unknown */
-}; /* 856 */
+	char cwd[PATH_MAX_LEN];
+}; /* 1112 */
 
 struct exit_rec {
 	struct hdr h;
@@ -116,7 +127,9 @@ struct fork_rec {
 }; /* 80 */
 
 /* plen/path and plen2/path2 are laid out as LPM trie keys so that the
- * record itself is the lookup key of the watched-prefix map. */
+ * record itself is the lookup key of the watched-prefix map. A record with
+ * F_CWD (a path relative to AT_FDCWD) is sent whole; any other ends before
+ * cwd_off (FILE_REC_SHORT bytes). */
 struct file_rec {
 	struct hdr h;
 	__s32 dfd;
@@ -127,7 +140,12 @@ struct file_rec {
 	char path[PATH_MAX_LEN];
 	__u32 plen2;
 	char path2[PATH_MAX_LEN];
-}; /* 600 */
+	__u32 cwd_off;
+	char cwd[PATH_MAX_LEN];
+	__u32 pad;
+}; /* 864; FILE_REC_SHORT 600 */
+
+#define FILE_REC_SHORT 600
 
 struct net_rec {
 	struct hdr h;

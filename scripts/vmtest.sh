@@ -15,13 +15,18 @@
 # timeout. VMTEST_APPEND replaces "quiet" on the kernel command line
 # (loglevel=7 to see everything).
 #
-#   scripts/vmtest.sh                 # every enforcer test
+# internal/sensor's loading and cwd tests run there too (VMTEST_SENSOR_RUN;
+# "" skips them): the sensor must load whole, cwd walk included, on that
+# older verifier as well.
+#
+#   scripts/vmtest.sh                 # every enforcer test, and the sensor's
 #   VMTEST_RUN=TestExecDenied scripts/vmtest.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE=${VMTEST_CACHE:-.cache/vmtest}
 RUN=${VMTEST_RUN:-.}
+SENSOR_RUN=${VMTEST_SENSOR_RUN-^(TestProbesReported|TestKernelCwd.*|TestProcessEvents)\$}
 TIMEOUT=${VMTEST_TIMEOUT:-900}
 GO=${GO:-go}
 
@@ -76,8 +81,9 @@ trap 'rm -rf "$work"' EXIT
 root="$work/initrd"
 mkdir -p "$root"/{bin,sbin,usr/sbin,dev,proc,sys,tmp,run,etc,newroot}
 
-# The static test binary.
+# The static test binaries.
 CGO_ENABLED=0 "$GO" test -c -o "$root/enforcer.test" ./internal/enforcer
+CGO_ENABLED=0 "$GO" test -c -o "$root/sensor.test" ./internal/sensor
 
 # busybox and its applets; runc and its libraries.
 cp /bin/busybox "$root/bin/busybox"
@@ -98,7 +104,7 @@ echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 cat >"$root/init" <<'EOF'
 #!/bin/sh
 mount -t tmpfs -o size=1g tmpfs /newroot
-cp -a /bin /sbin /usr /lib /lib64 /etc /dev /enforcer.test /stage2 /newroot/
+cp -a /bin /sbin /usr /lib /lib64 /etc /dev /enforcer.test /sensor.test /stage2 /newroot/
 mkdir -p /newroot/proc /newroot/sys /newroot/tmp /newroot/run
 exec switch_root /newroot /stage2
 EOF
@@ -117,7 +123,14 @@ ip link set lo up
 echo "vmtest: kernel \$(uname -r), lsm=\$(cat /sys/kernel/security/lsm)"
 cd /tmp
 BULWARK_ENFORCER_WANT=bpf-lsm /enforcer.test -test.v -test.count=${VMTEST_COUNT:-1} -test.timeout=12m -test.run '$RUN'
-echo "BULWARK-VMTEST-EXIT=\$?"
+rc=\$?
+if [ -n '$SENSOR_RUN' ]; then
+  /sensor.test -test.v -test.count=1 -test.timeout=5m -test.run '$SENSOR_RUN'
+  src=\$?
+  echo "BULWARK-VMTEST-SENSOR-EXIT=\$src"
+  [ \$rc -ne 0 ] || rc=\$src
+fi
+echo "BULWARK-VMTEST-EXIT=\$rc"
 poweroff -f
 EOF
 chmod +x "$root/init" "$root/stage2"
@@ -136,8 +149,9 @@ if [ -z "$rc" ]; then
   echo "vmtest: no result from the VM (qemu exit $qemu; timeout ${TIMEOUT}s)" >&2
   exit 1
 fi
+src=$(grep -ao 'BULWARK-VMTEST-SENSOR-EXIT=[0-9]*' "$work/serial.log" | tail -1 | cut -d= -f2 || true)
 if [ "$rc" -ne 0 ]; then
-  echo "vmtest: enforcer tests failed in the VM (exit $rc)" >&2
+  echo "vmtest: tests failed in the VM (exit $rc; sensor tests: ${src:-not run})" >&2
   exit "$rc"
 fi
-echo "vmtest: enforcer tests passed in the VM through BPF LSM"
+echo "vmtest: enforcer tests passed in the VM through BPF LSM${src:+; sensor tests passed}"

@@ -93,16 +93,19 @@ const (
 	fPath2Rel  = 4
 	fByFD      = 8
 	fRead      = 16
+	fCwd       = 32 // the record carries the cwd, resolved in the kernel
+	fCwdTrunc  = 64 // the cwd was past the kernel walk's bounds
 )
 
 // Record layout (bpf/sensor.h); TestLayout checks these against the BTF of
 // the compiled object.
 const (
 	hdrSize         = 64
-	execSize        = 856
+	execSize        = 1112
 	exitSize        = 72
 	forkSize        = 80
-	fileSize        = 600
+	fileSize        = 600 // without the cwd
+	fileCwdSize     = 864 // with it (fCwd)
 	netSize         = 120
 	genSize         = 160
 	pathLen         = 256
@@ -169,6 +172,7 @@ type record struct {
 	flags uint32
 	dfd   int32 // file: base of a relative path, or the fd of fchmod
 	dfd2  int32
+	cwd   string // resolved in the kernel (fCwd), or ""
 	file  event.File
 	net   event.Net
 }
@@ -182,6 +186,7 @@ func (d *decoder) decode(b []byte, r *record) error {
 	kind := le.Uint32(b[16:])
 	op := le.Uint32(b[20:])
 	r.flags = le.Uint32(b[44:])
+	r.cwd = ""
 	r.at = d.wall(le.Uint64(b[0:]))
 	r.rt = event.Runtime{Process: event.Process{
 		CgroupID: le.Uint64(b[8:]),
@@ -210,6 +215,8 @@ func (d *decoder) decode(b []byte, r *record) error {
 		if ns := le.Uint64(b[848:]); ns != 0 && ns <= math.MaxInt64 {
 			p.ExeChanged = time.Unix(0, int64(ns)).UTC()
 		}
+		r.decodeCwd(le.Uint32(b[76:]), b[856:856+pathLen])
+		p.Cwd = r.cwd
 	case kExit:
 		if len(b) < exitSize {
 			return errShort
@@ -232,6 +239,12 @@ func (d *decoder) decode(b []byte, r *record) error {
 		}
 		r.dfd = int32(le.Uint32(b[64:]))  //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 		r.dfd2 = int32(le.Uint32(b[68:])) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
+		if r.flags&fCwd != 0 {
+			if len(b) < fileCwdSize {
+				return errShort
+			}
+			r.decodeCwd(le.Uint32(b[600:]), b[604:604+pathLen])
+		}
 		flags, mode := le.Uint32(b[72:]), le.Uint32(b[76:])
 		r.file = event.File{Path: cstring(b[84 : 84+pathLen]), NewPath: cstring(b[344 : 344+pathLen])}
 		switch op {
@@ -344,6 +357,20 @@ func (d *decoder) decode(b []byte, r *record) error {
 		return fmt.Errorf("unknown record kind %d", kind)
 	}
 	return nil
+}
+
+// decodeCwd reads the cwd the kernel wrote backwards into buf, from off,
+// when the record says it did. A value that is not an absolute path is
+// dropped (and the flag with it), so that user space reads /proc instead.
+func (r *record) decodeCwd(off uint32, buf []byte) {
+	if r.flags&fCwd == 0 {
+		return
+	}
+	if uint64(off) >= uint64(len(buf)) || buf[off] != '/' {
+		r.flags &^= fCwd
+		return
+	}
+	r.cwd = cstring(buf[off:])
 }
 
 // firstSet returns the first id that is not -1 (unchanged), or -1.

@@ -1,9 +1,13 @@
 package sensor
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"github.com/google/go-cmp/cmp"
 
 	"bulwark/internal/event"
@@ -35,6 +39,134 @@ func execRecord() []byte {
 	copy(b[336:], argv)
 	le.PutUint64(b[848:], 1_700_000_000_123_456_789)
 	return b
+}
+
+// withCwd writes cwd as the kernel's walk does: backwards from the end of
+// the record's cwd field at base, its start at offField, and sets fCwd.
+func withCwd(b []byte, offField, base int, cwd string) []byte {
+	off := pathLen - 1 - len(cwd)
+	copy(b[base+off:], cwd)
+	b[base+pathLen-1] = 0
+	le.PutUint32(b[offField:], uint32(off))
+	le.PutUint32(b[44:], le.Uint32(b[44:])|fCwd)
+	return b
+}
+
+// fileRecord builds a file record of op on path; with a cwd, the long
+// record with the kernel's cwd.
+func fileRecord(op, flags uint32, path, cwd string) []byte {
+	size := fileSize
+	if cwd != "" {
+		size = fileCwdSize
+	}
+	b := rec(size, kFile, op, flags)
+	le.PutUint32(b[64:], uint32(0xffffff9c)) // AT_FDCWD
+	copy(b[84:], path)
+	if cwd != "" {
+		withCwd(b, 600, 604, cwd)
+	}
+	return b
+}
+
+func TestDecodeCwd(t *testing.T) {
+	long := "/" + strings.Repeat("d", pathLen-2) // the longest cwd the field holds
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		wantCwd string
+		wantSet bool // fCwd still set after decoding
+	}{
+		{"exec", withCwd(execRecord(), 76, 856, "/srv/app"), "/srv/app", true},
+		{"exec at the root", withCwd(execRecord(), 76, 856, "/"), "/", true},
+		{"exec with the longest cwd", withCwd(execRecord(), 76, 856, long), long, true},
+		{"exec without", execRecord(), "", false},
+		{"exec, offset past the field", func() []byte {
+			b := withCwd(execRecord(), 76, 856, "/srv")
+			le.PutUint32(b[76:], pathLen)
+			return b
+		}(), "", false},
+		{"exec, not an absolute path", func() []byte {
+			b := withCwd(execRecord(), 76, 856, "/srv")
+			le.PutUint32(b[76:], le.Uint32(b[76:])+1)
+			return b
+		}(), "", false},
+		{"exec, cut in the kernel", func() []byte {
+			b := execRecord()
+			le.PutUint32(b[44:], fCwdTrunc)
+			return b
+		}(), "", false},
+		{"file", fileRecord(opOpenat, fPathRel, "x", "/srv/app"), "/srv/app", true},
+		{"file without", fileRecord(opOpenat, fPathRel, "x", ""), "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r record
+			r.cwd = "stale"
+			if err := newDecoder(0).decode(tc.in, &r); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if r.cwd != tc.wantCwd || (r.flags&fCwd != 0) != tc.wantSet {
+				t.Errorf("decode: cwd %q, fCwd %v; want %q, %v", r.cwd, r.flags&fCwd != 0, tc.wantCwd, tc.wantSet)
+			}
+			if r.kind == event.KindProcessExec && r.rt.Process.Cwd != tc.wantCwd {
+				t.Errorf("decode: Process.Cwd = %q, want %q", r.rt.Process.Cwd, tc.wantCwd)
+			}
+		})
+	}
+}
+
+// TestEnrichCwd: the kernel's cwd wins; without it (cut, or the walk is
+// off) the cwd comes from procfs (here a directory of symlinks standing in
+// for /proc) while the process is there, and a relative path whose process
+// is gone is user-space loss.
+func TestEnrichCwd(t *testing.T) {
+	proc := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(proc, "100"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/from/proc", filepath.Join(proc, "100", "cwd")); err != nil {
+		t.Fatal(err)
+	}
+	gone := func(b []byte) []byte { le.PutUint32(b[24:], 200); return b }
+	trunc := func(b []byte) []byte { le.PutUint32(b[44:], le.Uint32(b[44:])|fCwdTrunc); return b }
+	for _, tc := range []struct {
+		name     string
+		in       []byte
+		wantCwd  string // exec: Process.Cwd
+		wantPath string // file: File.Path
+		keep     bool
+		fromProc uint64
+	}{
+		{"exec, kernel's cwd", withCwd(execRecord(), 76, 856, "/srv/app"), "/srv/app", "", true, 0},
+		{"exec, kernel's cwd, process gone", gone(withCwd(execRecord(), 76, 856, "/srv/app")), "/srv/app", "", true, 0},
+		{"exec, cut in the kernel", trunc(execRecord()), "/from/proc", "", true, 1},
+		{"exec, cut, process gone", gone(trunc(execRecord())), "", "", true, 1},
+		{"relative write, kernel's cwd", fileRecord(opOpenat, fPathRel, "../app/x", "/srv/tmp"), "", "/srv/app/x", true, 0},
+		{"relative write, kernel's cwd, process gone", gone(fileRecord(opOpenat, fPathRel, "x", "/srv")), "", "/srv/x", true, 0},
+		{"relative write, from proc", fileRecord(opOpenat, fPathRel, "x", ""), "", "/from/proc/x", true, 1},
+		{"relative write, process gone", gone(fileRecord(opOpenat, fPathRel, "x", "")), "", "", false, 1},
+		{"relative write outside the watched paths", fileRecord(opOpenat, fPathRel, "x", "/tmp"), "", "", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Sensor{cfg: Config{ProcRoot: proc}, watched: []string{"/srv", "/from"}}
+			var r record
+			if err := newDecoder(0).decode(tc.in, &r); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			keep := s.enrich(&r)
+			if keep != tc.keep {
+				t.Fatalf("enrich = %v, want %v", keep, tc.keep)
+			}
+			if r.kind == event.KindProcessExec && r.rt.Process.Cwd != tc.wantCwd {
+				t.Errorf("Cwd = %q, want %q", r.rt.Process.Cwd, tc.wantCwd)
+			}
+			if r.kind == event.KindFileWrite && keep && r.rt.File.Path != tc.wantPath {
+				t.Errorf("File.Path = %q, want %q", r.rt.File.Path, tc.wantPath)
+			}
+			if n := s.cwdFromProc.Load(); n != tc.fromProc {
+				t.Errorf("cwd read from procfs %d times, want %d", n, tc.fromProc)
+			}
+		})
+	}
 }
 
 func TestDecode(t *testing.T) {
@@ -153,6 +285,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"short header", make([]byte, hdrSize-1)},
 		{"short exec", rec(execSize-1, kExec, 0, 0)},
 		{"short file", rec(fileSize-1, kFile, opOpenat, 0)},
+		{"file with a cwd, short", rec(fileCwdSize-1, kFile, opOpenat, fPathRel|fCwd)},
 		{"unknown kind", rec(genSize, 99, 0, 0)},
 		{"file with a non-file op", rec(fileSize, kFile, opConnect, 0)},
 	} {
@@ -166,6 +299,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(execRecord())
 	f.Add(rec(fileSize, kFile, opRename, fPathRel))
 	f.Add(rec(netSize, kConnect, opConnect, 0))
+	f.Add(withCwd(execRecord(), 76, 856, "/srv/app"))
+	f.Add(fileRecord(opRenameat2, fPathRel|fPath2Rel, "a", "/srv"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r record
 		_ = newDecoder(0).decode(b, &r)
@@ -182,5 +317,72 @@ func BenchmarkDecodeExec(b *testing.B) {
 		if err := d.decode(in, &r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestLayout checks the sizes and offsets decode reads against the compiled
+// object's BTF (bpf/sensor.h), for the records it has types of (the others
+// are built on the stack, and their types are not in it).
+func TestLayout(t *testing.T) {
+	spec, err := loadSensor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		size    int
+		members map[string]int
+	}{
+		{"hdr", hdrSize, map[string]int{"flags": 44}},
+		{"exec_rec", execSize, map[string]int{"argv_len": 72, "cwd_off": 76, "filename": 80, "argv": 336, "exe_ctime": 848, "cwd": 856}},
+		{"file_rec", fileCwdSize, map[string]int{"path": 84, "path2": 344, "cwd_off": fileSize, "cwd": 604}},
+	} {
+		var st *btf.Struct
+		if err := spec.Types.TypeByName(tc.name, &st); err != nil {
+			t.Errorf("struct %s: %v", tc.name, err)
+			continue
+		}
+		if int(st.Size) != tc.size {
+			t.Errorf("sizeof(struct %s) = %d, want %d", tc.name, st.Size, tc.size)
+		}
+		for _, m := range st.Members {
+			if want, ok := tc.members[m.Name]; ok && int(m.Offset.Bytes()) != want {
+				t.Errorf("offsetof(struct %s, %s) = %d, want %d", tc.name, m.Name, m.Offset.Bytes(), want)
+			}
+			delete(tc.members, m.Name)
+		}
+		for name := range tc.members {
+			t.Errorf("struct %s has no member %s", tc.name, name)
+		}
+	}
+}
+
+// BenchmarkEnrichExec: what user space does per exec record, with the cwd
+// from the kernel and with it read from /proc (this process's, so that it
+// is there).
+func BenchmarkEnrichExec(b *testing.B) {
+	self := uint32(os.Getpid()) //nolint:gosec // G115: a pid
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"cwd=kernel", withCwd(execRecord(), 76, 856, "/srv/app")},
+		{"cwd=proc", execRecord()},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			le.PutUint32(tc.in[24:], self)
+			s := &Sensor{cfg: Config{ProcRoot: "/proc"}}
+			d := newDecoder(0)
+			var r record
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := d.decode(tc.in, &r); err != nil {
+					b.Fatal(err)
+				}
+				if !s.enrich(&r) || r.rt.Process.Cwd == "" {
+					b.Fatalf("enrich: cwd %q", r.rt.Process.Cwd)
+				}
+			}
+		})
 	}
 }

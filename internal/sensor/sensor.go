@@ -11,17 +11,28 @@
 //
 // What is resolved where:
 //   - exec: the file name and argv (first 512 bytes, Truncated when longer)
-//     come from the kernel; the cwd is read from /proc/<pid>/cwd when the event
-//     is decoded, which is racy (empty when the process is already gone).
+//     come from the kernel, and so does the cwd: the exec program walks the
+//     task's fs->pwd up to its fs->root (dentry parents, and mount points
+//     through struct mount), so the cwd is the path the process sees (inside
+//     a container, the container's) and is there for processes that exited
+//     before the record was read. The walk is bounded (40 steps, components
+//     and mount crossings, and 255 bytes); a cwd past the bounds, or one the
+//     walk cannot place under the root, is read from /proc/<pid>/cwd when the
+//     record is decoded, which is racy (empty when the process is gone).
 //   - file: paths are what the syscall was given (inside a container, the
 //     container's view). Absolute paths are filtered in the kernel against the
-//     watched prefixes; relative ones are joined in user space with
-//     /proc/<pid>/cwd (AT_FDCWD) or /proc/<pid>/fd/<dfd> and filtered then, as
-//     is fchmod's fd. This is racy: a process that exited (or closed the fd)
+//     watched prefixes; relative ones are joined in user space and filtered
+//     then: with the cwd the kernel read at syscall entry (AT_FDCWD, the same
+//     walk), else with /proc/<pid>/cwd or /proc/<pid>/fd/<dfd>, as is
+//     fchmod's fd. /proc is racy: a process that exited (or closed the fd)
 //     before decoding cannot be resolved, and such an event is counted as
-//     user-space loss rather than dropped silently. File events are attempts seen at syscall entry: the
-//     syscall may still fail, and O_CREAT is reported as file.create even when
-//     the file existed.
+//     user-space loss rather than dropped silently. File events are attempts
+//     seen at syscall entry: the syscall may still fail, and O_CREAT is
+//     reported as file.create even when the file existed.
+//   - A kernel whose verifier refuses the programs with the cwd walk gets
+//     them without it (the same object, loaded again with cwd_walk = 0):
+//     those probes say so in ProbeStatus.Degraded and the cwd comes from
+//     /proc as above.
 //   - network: connect's destination is read at entry, the local end and the
 //     result at exit; accept and listen read the socket behind the fd in the
 //     kernel at syscall exit (so listen knows a port it picked itself). For
@@ -75,8 +86,9 @@ const (
 // DefaultRingBufferBytes is the ring buffer size when Config leaves it 0.
 // The reader maps its data pages twice (so that a record wrapping around
 // the end reads as one), so it counts twice in the Defender's RSS: 4 MiB
-// costs 8 MiB of resident memory and holds about 4,000 exec records, some
-// 40 times what the reader falls behind by in an exec storm.
+// costs 8 MiB of resident memory and holds about 3,700 exec records (1,112
+// bytes with the cwd), some 35 times what the reader falls behind by in an
+// exec storm.
 const DefaultRingBufferBytes = 4 << 20
 
 // SensitivePaths are always watched for file events, whatever Config says.
@@ -103,6 +115,9 @@ type Config struct {
 
 	// procConnector forces the proc connector fallback (tests).
 	procConnector bool
+	// refuseCwdWalk treats every program with the kernel's cwd walk as
+	// refused by the verifier, so that the variant without it runs (tests).
+	refuseCwdWalk bool
 }
 
 // ProbeStatus says whether one probe runs, and if not, why.
@@ -111,6 +126,11 @@ type ProbeStatus struct {
 	Kind   string // tracepoint, raw_tp, netlink
 	Active bool
 	Error  string // why it is not active
+	// Degraded says, for an active probe, what it does without and why,
+	// when the kernel refused its full program and a reduced one runs: the
+	// exec and file probes without the in-kernel cwd walk read the cwd from
+	// /proc instead.
+	Degraded string `json:",omitempty"`
 }
 
 // Sensor reports runtime events from the kernel.
@@ -127,8 +147,10 @@ type Sensor struct {
 	probes []ProbeStatus
 	pc     *procConnector // non-nil: the fallback runs instead of BPF
 
-	userLoss atomic.Uint64
-	dec      *decoder
+	userLoss    atomic.Uint64
+	cwdFromProc atomic.Uint64 // records whose cwd the kernel left to /proc/<pid>/cwd
+	dec         *decoder
+	noCwdSpec   *ebpf.CollectionSpec // the programs with cwd_walk = 0, made when first needed
 
 	closeOnce sync.Once
 	closeErr  error
@@ -282,23 +304,43 @@ func (s *Sensor) loadBPF() error {
 }
 
 // attach loads one program on its own, so that a program the verifier or
-// the kernel refuses costs only its own probe.
+// the kernel refuses costs only its own probe. A program with the cwd walk
+// that the kernel refuses (verifiers differ between kernels) is loaded again
+// without it.
 func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]*ebpf.Map) ProbeStatus {
 	section := spec.Programs[name].SectionName
 	kind, target, _ := strings.Cut(section, "/")
 	st := ProbeStatus{Name: target, Kind: kind}
-	typ := reflect.StructOf([]reflect.StructField{{
-		Name: "P", Type: reflect.TypeFor[*ebpf.Program](), Tag: reflect.StructTag(`ebpf:"` + name + `"`),
-	}})
-	v := reflect.New(typ)
-	if err := spec.LoadAndAssign(v.Interface(), &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	walks := walksCwd(spec, name)
+	var prog *ebpf.Program
+	var err error
+	degraded := ""
+	if walks && s.cfg.refuseCwdWalk {
+		err = errors.New("refused on request (test)")
+	} else {
+		prog, err = loadProgram(spec, name, repl)
+	}
+	if err != nil && walks {
+		if s.noCwdSpec == nil {
+			fb := spec.Copy()
+			if err := fb.Variables["cwd_walk"].Set(uint32(0)); err != nil {
+				st.Error = "load: " + err.Error()
+				return st
+			}
+			s.noCwdSpec = fb
+		}
+		var err2 error
+		if prog, err2 = loadProgram(s.noCwdSpec, name, repl); err2 == nil {
+			degraded = "cwd read from /proc when the record is read (racy): the kernel refused the program with the cwd walk: " + err.Error()
+			err = nil
+		}
+	}
+	if err != nil {
 		st.Error = "load: " + err.Error()
 		return st
 	}
-	prog := v.Elem().Field(0).Interface().(*ebpf.Program)
 	s.progs = append(s.progs, prog)
 	var l link.Link
-	var err error
 	switch kind {
 	case "tracepoint":
 		group, tp, _ := strings.Cut(target, "/")
@@ -316,8 +358,37 @@ func (s *Sensor) attach(spec *ebpf.CollectionSpec, name string, repl map[string]
 	default:
 		s.links = append(s.links, l)
 		st.Active = true
+		if st.Degraded = degraded; degraded != "" {
+			s.logger.Warn("sensor: probe runs without the in-kernel cwd walk", "probe", target, "reason", degraded)
+		}
 	}
 	return st
+}
+
+func loadProgram(spec *ebpf.CollectionSpec, name string, repl map[string]*ebpf.Map) (*ebpf.Program, error) {
+	typ := reflect.StructOf([]reflect.StructField{{
+		Name: "P", Type: reflect.TypeFor[*ebpf.Program](), Tag: reflect.StructTag(`ebpf:"` + name + `"`),
+	}})
+	v := reflect.New(typ)
+	if err := spec.LoadAndAssign(v.Interface(), &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		return nil, err
+	}
+	return v.Elem().Field(0).Interface().(*ebpf.Program), nil
+}
+
+// walksCwd says whether program name reads cwd_walk, the switch of the
+// kernel's cwd walk: its instructions load the variable's .rodata offset.
+func walksCwd(spec *ebpf.CollectionSpec, name string) bool {
+	v, ok := spec.Variables["cwd_walk"]
+	if !ok {
+		return false
+	}
+	for _, ins := range spec.Programs[name].Instructions {
+		if ins.Reference() == v.SectionName && uint32(ins.Constant>>32) == v.Offset { //nolint:gosec // G115: the offset half of a map value load
+			return true
+		}
+	}
+	return false
 }
 
 // watch puts prefix into an LPM map of watched paths (watch, readwatch).
@@ -451,7 +522,12 @@ func (s *Sensor) enrich(r *record) bool {
 	pid := r.rt.Process.PID
 	switch r.kind {
 	case event.KindProcessExec:
-		r.rt.Process.Cwd = s.readlink(pid, "cwd")
+		if r.flags&fCwd == 0 {
+			// The kernel's walk was cut or could not tell, or is off on
+			// this kernel: the process may still be there.
+			r.rt.Process.Cwd = s.readlink(pid, "cwd")
+			s.cwdFromProc.Add(1)
+		}
 		// An exec through /proc/self/exe (busybox applets, runc) or a file
 		// descriptor (fexecve) names no file: say which it is. A memfd
 		// reads "/memfd:NAME (deleted)", which is what it is.
@@ -470,11 +546,11 @@ func (s *Sensor) enrich(r *record) bool {
 			f.Path = s.readlink(pid, "fd/"+strconv.Itoa(int(r.dfd)))
 			check = true
 		} else if r.flags&fPathRel != 0 {
-			f.Path = s.join(pid, r.dfd, f.Path)
+			f.Path = s.join(r, r.dfd, f.Path)
 			check = true
 		}
 		if r.flags&fPath2Rel != 0 {
-			f.NewPath = s.join(pid, r.dfd2, f.NewPath)
+			f.NewPath = s.join(r, r.dfd2, f.NewPath)
 			check = true
 		}
 		if check {
@@ -494,12 +570,18 @@ func (s *Sensor) enrich(r *record) bool {
 	return true
 }
 
-func (s *Sensor) join(pid uint32, dfd int32, rel string) string {
+// join makes rel, relative to dfd, absolute: with the cwd the kernel read
+// at the syscall when it could, or else from /proc.
+func (s *Sensor) join(r *record, dfd int32, rel string) string {
 	base := "cwd"
 	if dfd != atFDCWD {
 		base = "fd/" + strconv.Itoa(int(dfd))
+	} else if r.flags&fCwd != 0 {
+		return filepath.Join(r.cwd, rel)
+	} else {
+		s.cwdFromProc.Add(1)
 	}
-	dir := s.readlink(pid, base)
+	dir := s.readlink(r.rt.Process.PID, base)
 	if dir == "" {
 		return ""
 	}

@@ -42,11 +42,13 @@ type sensorScratchVal struct {
 		}
 		StartTime uint64
 		ArgvLen   uint32
-		Pad       uint32
+		CwdOff    uint32
 		Filename  [256]int8
 		Argv      [512]int8
 		ExeCtime  uint64
+		Cwd       [256]int8
 	}
+	_ [256]byte
 }
 
 type sensorSettingsVal struct {
@@ -109,6 +111,7 @@ const (
 	sensorProgSysExitListen       = "sys_exit_listen"
 	sensorProgTpExec              = "tp_exec"
 	sensorProgTpExit              = "tp_exit"
+	sensorVarCwdWalk              = "cwd_walk"
 	sensorVarWakeupBytes          = "wakeup_bytes"
 )
 
@@ -210,6 +213,7 @@ type sensorMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sensorVariableSpecs struct {
+	CwdWalk     *ebpf.VariableSpec `ebpf:"cwd_walk"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -260,6 +264,7 @@ func (m *sensorMaps) Close() error {
 //
 // It can be passed to loadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sensorVariables struct {
+	CwdWalk     *ebpf.Variable `ebpf:"cwd_walk"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
