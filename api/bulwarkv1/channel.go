@@ -97,6 +97,9 @@ type Probe struct {
 	Kind   string `json:"kind"` // tracepoint, raw_tp, netlink
 	Active bool   `json:"active"`
 	Error  string `json:"error,omitempty"`
+	// Degraded says, for an active probe, what it does without and why
+	// (e.g. the cwd read from /proc because the kernel refused the walk).
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // SpoolInfo reports the Defender's event spool.

@@ -144,7 +144,7 @@ func toSensor(si *bulwarkv1.SensorInfo) *inventory.Sensor {
 	}
 	s := &inventory.Sensor{LostKernel: si.LostKernel, LostUser: si.LostUser, Probes: make([]inventory.Probe, len(si.Probes))}
 	for i, p := range si.Probes {
-		s.Probes[i] = inventory.Probe{Name: p.Name, Kind: p.Kind, Active: p.Active, Error: p.Error}
+		s.Probes[i] = inventory.Probe{Name: p.Name, Kind: p.Kind, Active: p.Active, Error: p.Error, Degraded: p.Degraded}
 	}
 	for _, m := range si.Enforcement {
 		s.Enforcement = append(s.Enforcement, inventory.Mechanism{Kind: m.Kind, Mechanism: m.Mechanism, Reason: m.Reason})

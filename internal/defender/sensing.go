@@ -65,7 +65,7 @@ func (s *sensing) info() *bulwarkv1.SensorInfo {
 	kernel, user := s.sensor.Loss()
 	si := &bulwarkv1.SensorInfo{LostKernel: kernel, LostUser: user + s.dropped.Load()}
 	for _, p := range s.sensor.Probes() {
-		si.Probes = append(si.Probes, bulwarkv1.Probe{Name: p.Name, Kind: p.Kind, Active: p.Active, Error: p.Error})
+		si.Probes = append(si.Probes, bulwarkv1.Probe{Name: p.Name, Kind: p.Kind, Active: p.Active, Error: p.Error, Degraded: p.Degraded})
 	}
 	return si
 }

@@ -60,10 +60,11 @@ type Mechanism struct {
 
 // Probe is one kernel hook of the sensor; Error says why an inactive one is.
 type Probe struct {
-	Name   string `json:"name"`
-	Kind   string `json:"kind"`
-	Active bool   `json:"active"`
-	Error  string `json:"error,omitempty"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Active   bool   `json:"active"`
+	Error    string `json:"error,omitempty"`
+	Degraded string `json:"degraded,omitempty"` // what an active probe does without, and why
 }
 
 // HostInfo is what a Defender says about itself and its host in its hello.

@@ -250,7 +250,7 @@ func testUpdateDefenderState(t *testing.T, s store.Store) {
 		EventsDropped:  5,
 		PolicyRevision: 3,
 		Sensor: &inventory.Sensor{
-			Probes:     []inventory.Probe{{Name: "sched_process_exec", Kind: "tracepoint", Active: true}, {Name: "sys_enter_init_module", Kind: "tracepoint", Error: "not on this kernel"}},
+			Probes:     []inventory.Probe{{Name: "sched_process_exec", Kind: "tracepoint", Active: true, Degraded: "cwd from /proc: the kernel refused the walk"}, {Name: "sys_enter_init_module", Kind: "tracepoint", Error: "not on this kernel"}},
 			LostKernel: 2,
 		},
 		Host: &inventory.HostInfo{
