@@ -504,7 +504,18 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 		if now.Sub(lastRecord) >= idleAfter {
 			wait = idleDrainEvery
 		}
-		if err := ring.SetReadDeadline(now.Add(wait)); err != nil {
+		if err := ring.SetReadDeadline(now.Add(wait)); errors.Is(err, os.ErrNoDeadline) {
+			// Not pollable here (the netpoller refused the fd): look
+			// every wait instead of being woken.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		} else if err != nil {
 			return fmt.Errorf("sensor: ring buffer fd: %w", err)
 		}
 		if err := rc.Read(pending); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
