@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -256,7 +255,7 @@ func (b *defenderBench) withDefender(ctx context.Context, c *container, storm st
 	}
 	r.drain = time.Since(end)
 
-	held, err := heldPrograms(p.PID())
+	held, err := benchkit.HeldPrograms(p.PID())
 	if err != nil {
 		return fail(err)
 	}
@@ -418,35 +417,6 @@ func (b *defenderBench) count(ctx context.Context, containerID string, runs []*d
 		}
 	}
 	return nil
-}
-
-// heldPrograms returns the ids of the BPF programs pid holds through a
-// program or link fd.
-func heldPrograms(pid int) ([]int, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var ids []int
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err != nil || (target != "anon_inode:bpf-prog" && target != "anon_inode:bpf_link" && target != "anon_inode:bpf-link") {
-			continue
-		}
-		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
-		if err != nil {
-			continue
-		}
-		for line := range strings.Lines(string(info)) {
-			if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
-				if id, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && !slices.Contains(ids, id) {
-					ids = append(ids, id)
-				}
-			}
-		}
-	}
-	return ids, nil
 }
 
 // bpfPrograms lists the ids of the loaded BPF programs.

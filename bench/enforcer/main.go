@@ -151,7 +151,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	load0 := loadavg()
+	load0 := benchkit.LoadAvg()
 	progress("building the storm")
 	stormBin := filepath.Join(tmp, "storm")
 	build := exec.CommandContext(ctx, "go", "build", "-o", stormBin, "./bench/enforcer/storm")
@@ -291,7 +291,7 @@ func run(ctx context.Context, o options) error {
 			progress(msg)
 		}
 	}
-	load1 := loadavg()
+	load1 := benchkit.LoadAvg()
 	if o.defender {
 		var runs []*defenderRun
 		var host []bool
@@ -308,7 +308,7 @@ func run(ctx context.Context, o options) error {
 	progsAfter, bpfErr2 := bpfPrograms(ctx)
 
 	fmt.Printf("Machine: %d CPUs (%s), %s, kernel %s; load average %s at the start, %s at the end. %d runtime rules on the container (%d exec paths, %d write prefixes, %d connect ports); %d pairs per storm (%s), medians.\n\n",
-		runtime.NumCPU(), cpuModel(), runtime.Version(), kernelRelease(), load0, load1, o.rules, len(target.DenyExec), len(target.DenyWrite), len(target.DenyConnect), o.repeat, strings.Join(arms, ", "))
+		runtime.NumCPU(), benchkit.CPUModel(), runtime.Version(), kernelRelease(), load0, load1, o.rules, len(target.DenyExec), len(target.DenyWrite), len(target.DenyConnect), o.repeat, strings.Join(arms, ", "))
 	if bulwarkCPUs != nil {
 		fmt.Printf("CPUs: Bulwark (this process's enforcer, the Defenders, the Console) on CPU %v; the container and the storms, baseline included, on CPUs %v.\n\n", bulwarkCPUs, stormCPUs)
 	}
@@ -318,8 +318,8 @@ func run(ctx context.Context, o options) error {
 		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for i, s := range storms {
 			r := results[i]
-			b, e := median(r.base), median(r.enf)
-			bc, ec := median(r.baseCPU), median(r.enfCPU)
+			b, e := benchkit.Median(r.base), benchkit.Median(r.enf)
+			bc, ec := benchkit.Median(r.baseCPU), benchkit.Median(r.enfCPU)
 			st := r.stats[len(r.stats)/2]
 			mean := "–"
 			if st.Decisions > 0 {
@@ -339,8 +339,8 @@ func run(ctx context.Context, o options) error {
 		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for i, s := range storms {
 			r := results[i]
-			b, d := median(r.base), median(r.def)
-			bc, dc := median(r.baseCPU), median(r.defCPU)
+			b, d := benchkit.Median(r.base), benchkit.Median(r.def)
+			bc, dc := benchkit.Median(r.baseCPU), benchkit.Median(r.defCPU)
 			var defCPU, conCPU []float64
 			captured := 0
 			for _, dr := range r.runs {
@@ -413,26 +413,7 @@ func medianF(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func cpuModel() string {
-	raw, _ := os.ReadFile("/proc/cpuinfo")
-	for line := range strings.Lines(string(raw)) {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return "unknown CPU"
-}
-
 func us(d time.Duration, ops int) float64 { return float64(d.Microseconds()) / float64(ops) }
-
-func median(xs []time.Duration) time.Duration {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 func progress(msg string) { fmt.Fprintln(os.Stderr, "bench/enforcer:", msg) }
 
@@ -449,18 +430,6 @@ func kernelRelease() string {
 		b = append(b, byte(c)) //nolint:gosec // G115: a C char
 	}
 	return string(b)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // sample is what one storm measured of itself.

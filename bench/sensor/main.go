@@ -187,7 +187,7 @@ func run(ctx context.Context) error {
 	if _, err := os.Stat(b.prog); err != nil {
 		b.prog, b.argv0 = "/bin/true", "/bin/true"
 	}
-	loadStart := loadavg()
+	loadStart := benchkit.LoadAvg()
 
 	var results []*result
 	for _, storm := range o.storms {
@@ -203,7 +203,7 @@ func run(ctx context.Context) error {
 			logf("%s #%d: without %s, with %s (%.3f)", storm, rep, r.base.Round(time.Millisecond), r.with.Round(time.Millisecond), r.with.Seconds()/r.base.Seconds())
 		}
 	}
-	loadEnd := loadavg()
+	loadEnd := benchkit.LoadAvg()
 
 	b.console.Stop(15 * time.Second)
 	if err := b.count(ctx, results); err != nil {
@@ -600,7 +600,7 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 	r.spooled = st.Spool.NextSeq - seq0
 	r.stLostK, r.stLostU = st.Sensor.LostKernel, st.Sensor.LostUser
 	logf("%s #%d: drained %s after the storm (storm took %s)", r.storm, r.rep, r.drain.Round(time.Millisecond), stormEnd.Sub(stormStart).Round(time.Millisecond))
-	held, err := heldPrograms(p.PID())
+	held, err := benchkit.HeldPrograms(p.PID())
 	if err != nil {
 		return fail(err)
 	}
@@ -800,35 +800,6 @@ func memKB(pid int, key string) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, key)
 }
 
-// heldPrograms returns the ids of the BPF programs pid holds through a
-// program or link fd (bpftool here cannot name a program's holders).
-func heldPrograms(pid int) ([]int, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var ids []int
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err != nil || (target != "anon_inode:bpf-prog" && target != "anon_inode:bpf_link" && target != "anon_inode:bpf-link") {
-			continue
-		}
-		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(info), "\n") {
-			if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
-				if id, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && !slices.Contains(ids, id) {
-					ids = append(ids, id)
-				}
-			}
-		}
-	}
-	return ids, nil
-}
-
 // bpfPrograms lists the loaded BPF programs as "id:name".
 func bpfPrograms() ([]string, error) {
 	out, err := exec.CommandContext(context.Background(), "bpftool", "-j", "prog", "show").Output()
@@ -849,37 +820,6 @@ func bpfPrograms() ([]string, error) {
 	return ids, nil
 }
 
-func loadavg() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(raw))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func median[T int64 | float64 | time.Duration](xs []T) T {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func cpuModel() string {
-	raw, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return "unknown CPU"
-}
-
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func mib(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
@@ -889,7 +829,7 @@ func pct(f float64) string { return fmt.Sprintf("%.1f %%", 100*f) }
 func printReport(w io.Writer, o options, b *bench, results []*result, loadStart, loadEnd string) {
 	osrel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	fmt.Fprintf(w, "Machine: %d CPUs (%s), Linux %s, %s; load average (1/5/15 min) %s at the start, %s at the end.\n",
-		runtime.NumCPU(), cpuModel(), strings.TrimSpace(string(osrel)), runtime.Version(), loadStart, loadEnd)
+		runtime.NumCPU(), benchkit.CPUModel(), strings.TrimSpace(string(osrel)), runtime.Version(), loadStart, loadEnd)
 	fmt.Fprintf(w, "Workload: %d worker(s) per storm; exec storm runs `%s %s <marker>`; write storm cycles over %d files; %d baseline/Defender pairs per storm; Defender idle measured over %s.\n",
 		o.parallel, b.prog, b.argv0, o.files, o.repeat, o.idle)
 	if b.bulwarkCPUs != nil {
@@ -929,9 +869,9 @@ func printReport(w io.Writer, o options, b *bench, results []*result, loadStart,
 			name = "open/write/close"
 		}
 		fmt.Fprintf(w, "| %s | %d per run, %d runs | %s | %s | %.3f | %.3f | %d | %d | %d / %d | %.2f %% | %s | %s | %s | %s |\n",
-			name, opsOf(results, storm), len(base), secs(median(base)), secs(median(with)),
-			median(with).Seconds()/median(base).Seconds(), median(withCPU).Seconds()/median(baseCPU).Seconds(), produced, captured, lk, lu,
-			100*float64(captured)/float64(produced), pct(median(idle)), pct(median(busy)), mib(median(idleRSS)), mib(peak))
+			name, opsOf(results, storm), len(base), secs(benchkit.Median(base)), secs(benchkit.Median(with)),
+			benchkit.Median(with).Seconds()/benchkit.Median(base).Seconds(), benchkit.Median(withCPU).Seconds()/benchkit.Median(baseCPU).Seconds(), produced, captured, lk, lu,
+			100*float64(captured)/float64(produced), pct(benchkit.Median(idle)), pct(benchkit.Median(busy)), mib(benchkit.Median(idleRSS)), mib(peak))
 	}
 
 	fmt.Fprintln(w, "\nEvery run:")
