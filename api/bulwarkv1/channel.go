@@ -163,9 +163,10 @@ var ErrFrame = errors.New("bad frame")
 
 // Encode wraps body in an envelope of type typ. The bytes are those of
 // json.Marshal(Envelope{typ, json.Marshal(body)}). An Events body is written
-// without scanning each event's Data again, which must therefore be compact
-// JSON, as json.Marshal writes it (the Defender's spool holds nothing else);
-// the Console checks every frame it reads.
+// without compacting each event's Data again, which must therefore be compact
+// JSON (the Defender's spool holds nothing else); Data holding characters
+// json.Marshal escapes (<, >, &, U+2028, U+2029) takes the general path. The
+// Console checks every frame it reads.
 func Encode(typ string, body any) ([]byte, error) {
 	if evs, ok := body.(Events); ok && typ == TypeEvents && evs.Events != nil {
 		if b, ok := appendEvents(nil, evs.Events); ok {
@@ -196,7 +197,7 @@ func appendEvents(b []byte, evs []Event) ([]byte, bool) {
 	b = append(b, `{"type":"events","body":{"events":[`...)
 	for i := range evs {
 		e := &evs[i]
-		if y := e.Time.Year(); y < 0 || y > 9999 || !plainString(e.Kind) {
+		if y := e.Time.Year(); y < 0 || y > 9999 || !plainString(e.Kind) || !htmlSafe(e.Data) {
 			return nil, false
 		}
 		if i > 0 {
@@ -234,6 +235,18 @@ func appendString(b []byte, s string) []byte {
 func plainString(s string) bool {
 	for i := range len(s) {
 		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// htmlSafe says whether json.Marshal leaves the compact JSON d as it is: it
+// escapes <, > and & and the line and paragraph separators (E2 80 A8/A9) even
+// inside a json.RawMessage.
+func htmlSafe(d []byte) bool {
+	for i, c := range d {
+		if c == '<' || c == '>' || c == '&' || c == 0xe2 && i+2 < len(d) && d[i+1] == 0x80 && d[i+2]&^1 == 0xa8 {
 			return false
 		}
 	}
