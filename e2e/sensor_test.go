@@ -162,6 +162,43 @@ func TestContainerEventsReachTheConsole(t *testing.T) {
 	} else if host.rt.Container != nil {
 		t.Errorf("the host exec was given a container: %+v", host.rt.Container)
 	}
+	// Without --lifecycle-events forks and exits stay in the Defender.
+	if e, ok := first(evs, func(e found) bool { return e.kind == event.KindProcessFork || e.kind == event.KindProcessExit }); ok {
+		t.Errorf("a %s event reached the Console without --lifecycle-events (pid %d)", e.kind, e.rt.Process.PID)
+	}
+}
+
+// TestLifecycleEvents: with --lifecycle-events a process's fork and exit,
+// with its exit code, reach the Console beside its exec.
+func TestLifecycleEvents(t *testing.T) {
+	needPrivileges(t)
+	dataDir := t.TempDir()
+	c := startConsole(t, dataDir, freePort(t), freePort(t))
+	_, state := startSensingDefender(t, c, "lifecycle", "--lifecycle-events")
+	cmd := exec.Command("/bin/busybox", "sh", "-c", "exit 7", fmt.Sprintf("e2e-lifecycle-%d", os.Getpid()))
+	if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 7 {
+		t.Fatalf("sh -c 'exit 7': %v", err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	time.Sleep(time.Second)
+	waitFor(t, "the spool to drain", 20*time.Second, func() bool {
+		st := status(t, state)
+		return st.Spool.NextSeq > 1 && st.Spool.Depth == 0
+	})
+	c.kill(syscall.SIGTERM)
+	evs := runtimeEvents(t, storedEvents(t, dataDir))
+	if _, ok := first(evs, func(e found) bool {
+		return e.kind == event.KindProcessFork && e.rt.Child != nil && e.rt.Child.PID == pid
+	}); !ok {
+		t.Errorf("no process.fork of pid %d at the Console", pid)
+	}
+	exit, ok := first(evs, func(e found) bool { return e.kind == event.KindProcessExit && e.rt.Process.PID == pid })
+	if !ok {
+		t.Fatalf("no process.exit of pid %d at the Console", pid)
+	}
+	if exit.rt.Exit == nil || exit.rt.Exit.Code != 7 {
+		t.Errorf("exit = %+v, want code 7", exit.rt.Exit)
+	}
 }
 
 // TestContainerStartedBeforeTheDefender is recognised: by the /proc scan at

@@ -91,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Env("watch-paths", "BULWARK_WATCH_PATHS")
 	fs.IntVar(&cfg.RingBufferBytes, "sensor-ring-buffer-bytes", 0, "size of the sensor's kernel ring buffer, a power of two (default 4 MiB)")
 	fs.Env("sensor-ring-buffer-bytes", "BULWARK_SENSOR_RING_BUFFER_BYTES")
+	fs.BoolVar(&cfg.LifecycleEvents, "lifecycle-events", false, "send every process.fork and process.exit event to the Console too; without it they feed only the Defender's process tree, models and the forensic records incidents carry")
+	fs.Env("lifecycle-events", "BULWARK_LIFECYCLE_EVENTS")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (default: off)")
 	fs.Env("metrics-addr", "BULWARK_METRICS_ADDR")
 	fs.StringVar(&cfg.Shim, "shim", cfg.Shim, "auto: answer bulwark-shim and put it in place of runc while a rule blocks; manual: answer, but install only by 'shim install'; off")

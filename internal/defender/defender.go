@@ -51,6 +51,12 @@ type Config struct {
 	WatchPaths []string
 	// RingBufferBytes sizes the sensor's kernel ring buffer (0: 4 MiB).
 	RingBufferBytes int
+	// LifecycleEvents sends every process.fork and process.exit to the
+	// Console too. Off by default: they are two of every three process
+	// events, and the Defender uses them where they matter (its process
+	// tree, the forensic record an incident carries, the parent of each
+	// exec it sends).
+	LifecycleEvents bool
 	// MetricsAddr serves Prometheus metrics at /metrics; empty: off.
 	MetricsAddr string
 

@@ -26,8 +26,9 @@ type sensing struct {
 	resolver *runtime.Resolver
 	logger   *slog.Logger
 
-	queue   chan []byte   // spool records
-	dropped atomic.Uint64 // events lost because the queue was full
+	queue     chan []byte   // spool records
+	dropped   atomic.Uint64 // events lost because the queue was full
+	lifecycle bool          // send process.fork and process.exit to the Console as well
 
 	mu       sync.Mutex
 	reported map[string]uint64 // loss already sent as sensor.loss, by probe kind ("" = user space)
@@ -57,7 +58,8 @@ func newSensing(d *Defender, cfg Config, logger *slog.Logger) (*sensing, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
-	return &sensing{d: d, sensor: sn, resolver: res, logger: logger, queue: make(chan []byte, queueLen), reported: map[string]uint64{}}, nil
+	return &sensing{d: d, sensor: sn, resolver: res, logger: logger, queue: make(chan []byte, queueLen),
+		lifecycle: cfg.LifecycleEvents, reported: map[string]uint64{}}, nil
 }
 
 // info is the sensor part of the Defender's hello and heartbeats.
@@ -106,6 +108,10 @@ func (s *sensing) observe(kind string, at time.Time, rt event.Runtime) {
 	}
 	if rt.Container != nil && s.d.assessor != nil {
 		s.d.assessor.sawContainer(rt.Container.ID)
+	}
+	if !s.lifecycle && (kind == event.KindProcessFork || kind == event.KindProcessExit) {
+		s.d.defense.observe(kind, at, &rt)
+		return
 	}
 	// The spool record, written once: {"t":…,"k":…,"d":<rt>}.
 	rec, err := rt.AppendJSON(appendSpooledHead(make([]byte, 0, 640), at, kind))
