@@ -27,6 +27,7 @@ type sensing struct {
 	logger   *slog.Logger
 
 	queue     chan []byte   // spool records
+	full      chan struct{} // appendBatch records are queued: append them now
 	dropped   atomic.Uint64 // events lost because the queue was full
 	lifecycle bool          // send process.fork and process.exit to the Console as well
 
@@ -34,10 +35,15 @@ type sensing struct {
 	reported map[string]uint64 // loss already sent as sensor.loss, by probe kind ("" = user space)
 }
 
+// Events reach the spool in batches of up to appendBatch, or appendLinger
+// after the first of a batch: each append is an fsync, and each fsync, a
+// system call that blocks, makes Go's runtime hand the thread's P over and
+// poll every 20 µs for a while after. At 50 ms an exec storm cost the
+// Defender twice the context switches and half again the CPU of 200 ms.
 const (
 	queueLen      = 64 << 10
 	appendBatch   = 2048
-	appendLinger  = 50 * time.Millisecond
+	appendLinger  = 200 * time.Millisecond
 	lossReportGap = 5 * time.Second
 )
 
@@ -59,7 +65,7 @@ func newSensing(d *Defender, cfg Config, logger *slog.Logger) (*sensing, error) 
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
 	return &sensing{d: d, sensor: sn, resolver: res, logger: logger, queue: make(chan []byte, queueLen),
-		lifecycle: cfg.LifecycleEvents, reported: map[string]uint64{}}, nil
+		full: make(chan struct{}, 1), lifecycle: cfg.LifecycleEvents, reported: map[string]uint64{}}, nil
 }
 
 // info is the sensor part of the Defender's hello and heartbeats.
@@ -131,6 +137,12 @@ func (s *sensing) enqueue(kind string, at time.Time, data []byte) {
 func (s *sensing) queueRecord(rec []byte) {
 	select {
 	case s.queue <- rec:
+		if len(s.queue) >= appendBatch {
+			select {
+			case s.full <- struct{}{}:
+			default:
+			}
+		}
 	default:
 		s.dropped.Add(1) // counted and reported, never hidden
 	}
@@ -152,7 +164,10 @@ func (s *sensing) scanExisting() {
 }
 
 // appendLoop writes queued events to the spool in batches: one append (and
-// one fsync) per batch instead of per event.
+// one fsync) per batch instead of per event. The first record of a batch
+// wakes it; the rest wait in the queue until appendLinger has passed or
+// appendBatch are queued, so that a busy sensor's reader does not wake this
+// goroutine (a futex and a thread switch) for every record.
 func (s *sensing) appendLoop(ctx context.Context) {
 	batch := make([][]byte, 0, appendBatch)
 	flush := func() {
@@ -163,34 +178,40 @@ func (s *sensing) appendLoop(ctx context.Context) {
 			s.dropped.Add(uint64(len(batch)))
 			s.logger.Error("spool events", slog.Int("events", len(batch)), slog.Any("err", err))
 		}
+		clear(batch) // let the records go
 		batch = batch[:0]
+	}
+	// take moves what is queued into batches, appending each full one.
+	take := func() {
+		for {
+			select {
+			case q := <-s.queue:
+				batch = append(batch, q)
+				if len(batch) == appendBatch {
+					flush()
+				}
+			default:
+				return
+			}
+		}
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			for { // keep what is already queued
-				select {
-				case q := <-s.queue:
-					batch = append(batch, q)
-					if len(batch) == appendBatch {
-						flush()
-					}
-				default:
-					flush()
-					return
-				}
-			}
+			take() // keep what is already queued
+			flush()
+			return
 		case q := <-s.queue:
-			if len(batch) == 0 {
-				timer.Reset(appendLinger)
-			}
 			batch = append(batch, q)
-			if len(batch) == appendBatch {
-				flush()
+			timer.Reset(appendLinger)
+			select {
+			case <-ctx.Done():
+			case <-timer.C:
+			case <-s.full:
 			}
-		case <-timer.C:
+			take()
 			flush()
 		}
 	}
