@@ -2,7 +2,9 @@ package defender
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"bulwark/internal/event"
+	"bulwark/internal/spool"
 )
 
 // TestAppendSpooledIsMarshal: the hand-built spool record is what
@@ -90,4 +93,51 @@ func FuzzParseSpooled(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAppendLoop: records queued faster than one batch holds reach the spool
+// complete and in order, a lone record within the linger, and what is still
+// queued when the Defender stops is spooled before appendLoop returns.
+func TestAppendLoop(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	s := &sensing{d: &Defender{spool: sp}, logger: slog.New(slog.DiscardHandler),
+		queue: make(chan []byte, queueLen), full: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.appendLoop(ctx); close(done) }()
+
+	rec := func(i int) []byte { return []byte(`{"n":` + strconv.Itoa(i) + `}`) }
+	n := 0
+	s.queueRecord(rec(n))
+	n++
+	for deadline := time.Now().Add(5 * time.Second); sp.Stats().NextSeq != 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a lone record was not spooled within 5 s (linger %v): next seq %d", appendLinger, sp.Stats().NextSeq)
+		}
+	}
+	for range 3*appendBatch + 7 {
+		s.queueRecord(rec(n))
+		n++
+	}
+	cancel()
+	<-done
+	if s.dropped.Load() != 0 {
+		t.Fatalf("%d records dropped", s.dropped.Load())
+	}
+	got, err := sp.Read(1, 2*n, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("spooled %d records, want %d", len(got), n)
+	}
+	for i, r := range got {
+		if want := rec(i); !bytes.Equal(r.Data, want) {
+			t.Fatalf("record %d = %s, want %s", i, r.Data, want)
+		}
+	}
 }
