@@ -106,6 +106,8 @@ type options struct {
 	idle     time.Duration
 	storms   []string
 	reserve  int // CPU for the Console and the Defender; -1: none
+	// consoleDir holds the Console's data dir; "": the bench's temp dir.
+	consoleDir string
 }
 
 func parseFlags() (options, error) {
@@ -117,6 +119,7 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.repeat, "repeat", 3, "baseline/Defender pairs per storm")
 	flag.IntVar(&o.parallel, "parallel", 1, "workers sharing each storm")
 	flag.DurationVar(&o.idle, "idle", 5*time.Second, "how long the idle Defender's CPU is measured")
+	flag.StringVar(&o.consoleDir, "console-dir", "", "parent directory of the Console's data dir (default: the bench's temp dir, on the storms' file system); another file system, e.g. /dev/shm, keeps the Console's disk writes out of the storms' journal, as a Console on its own machine would")
 	storms := flag.String("storms", "exec,write", "storms to run: exec, write")
 	flag.IntVar(&o.reserve, "reserve-cpu", -1, "run the Console and the Defender on this CPU only and the storms (with and without the Defender) on the others, as system-reserved CPUs are for a node's agents (-1: all share every CPU)")
 	flag.Parse()
@@ -157,6 +160,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	consoleParent := tmp
+	if o.consoleDir != "" {
+		if consoleParent, err = os.MkdirTemp(o.consoleDir, "bwbench-console-"); err != nil {
+			return fmt.Errorf("-console-dir: %w", err)
+		}
+		defer os.RemoveAll(consoleParent)
+	}
 	procs := &procSet{}
 	defer procs.killAll()
 
@@ -172,7 +182,7 @@ func run(ctx context.Context) error {
 			}
 		}
 	}
-	b := &bench{o: o, bin: bin, tmp: tmp, procs: procs, runID: strconv.FormatInt(time.Now().Unix()%1_000_000, 36)}
+	b := &bench{o: o, bin: bin, tmp: tmp, consoleParent: consoleParent, procs: procs, runID: strconv.FormatInt(time.Now().Unix()%1_000_000, 36)}
 	if b.bulwarkCPUs, b.stormCPUs, err = benchkit.CPUs(o.reserve); err != nil {
 		return err
 	}
@@ -246,16 +256,18 @@ func logf(format string, args ...any) {
 type bench struct {
 	o        options
 	bin, tmp string
-	procs    *procSet
-	runID    string
-	console  *proc
-	dataDir  string
-	apiURL   string
-	client   *http.Client
-	stormDir string
-	prog     string
-	argv0    string
-	defs     int
+	// consoleParent holds the Console's data dir (-console-dir).
+	consoleParent string
+	procs         *procSet
+	runID         string
+	console       *proc
+	dataDir       string
+	apiURL        string
+	client        *http.Client
+	stormDir      string
+	prog          string
+	argv0         string
+	defs          int
 	// bulwarkCPUs run the Console and the Defender, stormCPUs the storms;
 	// both nil: no pinning.
 	bulwarkCPUs, stormCPUs []int
@@ -328,7 +340,7 @@ func (b *bench) startConsole(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.dataDir = filepath.Join(b.tmp, "console")
+	b.dataDir = filepath.Join(b.consoleParent, "console")
 	cmd := exec.Command(filepath.Join(b.bin, "bulwark-console"), "--data-dir", b.dataDir, //nolint:noctx // stopped by signal, not by ctx, so that it can be stopped gracefully
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort), "--channel-addr", fmt.Sprintf("127.0.0.1:%d", chPort))
 	cmd.Env = append(os.Environ(), "BULWARK_ADMIN_PASSWORD="+adminPassword)
@@ -837,6 +849,7 @@ func printReport(w io.Writer, o options, b *bench, results []*result, loadStart,
 	} else {
 		fmt.Fprintln(w, "CPUs: the Console, the Defender and the storms share every CPU.")
 	}
+	fmt.Fprintf(w, "The Console's data dir: %s; the storms' directory: %s.\n", b.dataDir, b.stormDir)
 	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "| storm | operations | wall without (median) | wall with (median) | ratio | workload CPU ratio | events produced | captured | lost kernel / user | capture | Defender CPU idle | Defender CPU under storm | RSS idle | RSS peak |")
