@@ -477,18 +477,29 @@ func sortedCaps(caps []corev1.Capability) []string {
 	return out
 }
 
-// defenderConfig reads the DaemonSet's --flag=value args into the
-// Defender's configuration. A flag it does not know fails the test: add it
-// here after checking cmd/bulwark-defender takes it.
-func defenderConfig(t testing.TB, args []string) defender.Config {
+// eachFlag calls set for each --flag=value of args. A flag set does not
+// know (it returns false) fails the test: add it to the caller after
+// checking the command takes it.
+func eachFlag(t testing.TB, args []string, set func(name, value string) bool) {
 	t.Helper()
-	cfg := defender.Default()
 	for _, a := range args {
 		name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 		if !ok || !strings.HasPrefix(a, "--") {
 			t.Errorf("arg %q: want --flag=value", a)
 			continue
 		}
+		if !set(name, value) {
+			t.Errorf("arg %q: unknown to this test", a)
+		}
+	}
+}
+
+// defenderConfig reads the DaemonSet's args into the Defender's
+// configuration.
+func defenderConfig(t testing.TB, args []string) defender.Config {
+	t.Helper()
+	cfg := defender.Default()
+	eachFlag(t, args, func(name, value string) bool {
 		switch name {
 		case "bundle":
 			cfg.BundleDir = value
@@ -499,9 +510,10 @@ func defenderConfig(t testing.TB, args []string) defender.Config {
 		case "shim":
 			cfg.Shim = value
 		default:
-			t.Errorf("arg %q: unknown to this test", a)
+			return false
 		}
-	}
+		return true
+	})
 	return cfg
 }
 
@@ -510,12 +522,7 @@ func consoleConfig(t testing.TB, args []string) console.Config {
 	t.Helper()
 	cfg := console.Default()
 	split := func(s string) []string { return strings.Split(s, ",") }
-	for _, a := range args {
-		name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if !ok || !strings.HasPrefix(a, "--") {
-			t.Errorf("arg %q: want --flag=value", a)
-			continue
-		}
+	eachFlag(t, args, func(name, value string) bool {
 		switch name {
 		case "data-dir":
 			cfg.DataDir = value
@@ -528,9 +535,10 @@ func consoleConfig(t testing.TB, args []string) console.Config {
 		case "admission-dns":
 			cfg.AdmissionHosts = split(value)
 		default:
-			t.Errorf("arg %q: unknown to this test", a)
+			return false
 		}
-	}
+		return true
+	})
 	return cfg
 }
 
