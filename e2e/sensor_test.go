@@ -93,6 +93,19 @@ func startSensingDefender(t *testing.T, c *consoleProc, id string, args ...strin
 	return p, state
 }
 
+// drainedEvents waits until the Defender (state dir state) has sent all it
+// spooled, stops the Console and returns the runtime events it stored.
+func drainedEvents(t *testing.T, c *consoleProc, state, dataDir string) []found {
+	t.Helper()
+	time.Sleep(time.Second) // the sensor's reader and the spool's batching
+	waitFor(t, "the spool to drain", 20*time.Second, func() bool {
+		st := status(t, state)
+		return st.Spool.NextSeq > 1 && st.Spool.Depth == 0
+	})
+	c.kill(syscall.SIGTERM)
+	return runtimeEvents(t, storedEvents(t, dataDir))
+}
+
 // TestContainerEventsReachTheConsole: an exec, a write to /etc and a connect
 // inside a real runc container arrive with the container's identity; a host
 // exec arrives without one.
@@ -114,13 +127,7 @@ func TestContainerEventsReachTheConsole(t *testing.T) {
 	if err := exec.Command("/bin/busybox", "true", marker).Run(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // the sensor's reader and the spool's batching
-	waitFor(t, "the spool to drain", 20*time.Second, func() bool {
-		st := status(t, state)
-		return st.Spool.NextSeq > 1 && st.Spool.Depth == 0
-	})
-	c.kill(syscall.SIGTERM)
-	evs := runtimeEvents(t, storedEvents(t, dataDir))
+	evs := drainedEvents(t, c, state, dataDir)
 
 	inCtr := func(e found) bool { return e.rt.Container != nil && e.rt.Container.ID == ctr.ID }
 	exe, ok := first(evs, func(e found) bool {
@@ -180,13 +187,7 @@ func TestLifecycleEvents(t *testing.T) {
 		t.Fatalf("sh -c 'exit 7': %v", err)
 	}
 	pid := uint32(cmd.Process.Pid)
-	time.Sleep(time.Second)
-	waitFor(t, "the spool to drain", 20*time.Second, func() bool {
-		st := status(t, state)
-		return st.Spool.NextSeq > 1 && st.Spool.Depth == 0
-	})
-	c.kill(syscall.SIGTERM)
-	evs := runtimeEvents(t, storedEvents(t, dataDir))
+	evs := drainedEvents(t, c, state, dataDir)
 	if _, ok := first(evs, func(e found) bool {
 		return e.kind == event.KindProcessFork && e.rt.Child != nil && e.rt.Child.PID == pid
 	}); !ok {
