@@ -119,15 +119,21 @@ static __always_inline void count_loss(__u32 slot)
 
 /*
  * Waking the reader for every record costs the traced task a wakeup and, on a
- * busy host, a context switch per event. Records are written without a wakeup
- * until wakeup_bytes are pending; user space drains the buffer on a short
- * timer as well, which bounds the delay at low rates. Set before load.
+ * busy host, a context switch per event. Records are written without a wakeup;
+ * the one that takes what is pending past wakeup_bytes wakes the reader, which
+ * then reads until the buffer is empty. Only that one: a forced wakeup raises
+ * an interrupt (irq_work) on the traced task's CPU, and forcing one for every
+ * record while the reader was awake and behind cost a high-rate writer more
+ * than the rest of the program. User space drains the buffer on a short timer
+ * as well, which bounds the delay at low rates (and if two CPUs race past the
+ * threshold without either seeing itself cross it). Set before load.
  */
 const volatile __u64 wakeup_bytes = 1 << 20;
 
 static __always_inline void emit(void *rec, __u64 size, __u32 kind)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 flags = avail < wakeup_bytes && avail + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&events, rec, size, flags))
 		count_loss(kind);
 }
@@ -371,9 +377,10 @@ int rtp_fork(struct bpf_raw_tracepoint_args *ctx)
 
 /* Reads a user path into path (laid out as an LPM key behind plen) and says
  * whether it is to be reported: relative paths always (user space joins them
- * with the cwd or dfd and filters), absolute ones under a watched prefix. */
+ * with the cwd or dfd and filters), absolute ones under a watched prefix.
+ * *len is the path's length with its NUL. */
 static __always_inline int read_path(__u32 *plen, char *path, const char *up, __u32 rel_flag,
-				     __u32 *flags)
+				     __u32 *flags, __u32 *len)
 {
 	if (!up)
 		return 0;
@@ -382,6 +389,7 @@ static __always_inline int read_path(__u32 *plen, char *path, const char *up, __
 		count_loss(BW_K_MAX + BW_K_FILE);
 		return 0;
 	}
+	*len = n;
 	if (path[0] != '/') {
 		*flags |= rel_flag;
 		return 1;
@@ -390,34 +398,54 @@ static __always_inline int read_path(__u32 *plen, char *path, const char *up, __
 	return bpf_map_lookup_elem(&watch, plen) != NULL;
 }
 
+/* A record with one path and no cwd ends with the path's NUL (F_PATH_ONLY):
+ * an open of "/etc/x" is 90 bytes of ring buffer instead of FILE_REC_SHORT. */
+static __always_inline __u64 path_only_size(__u32 len)
+{
+	if (len > PATH_MAX_LEN)
+		len = PATH_MAX_LEN;
+	return __builtin_offsetof(struct file_rec, path) + len;
+}
+
 static __always_inline int file_event(__u32 op, int dfd, const char *p1, int dfd2, const char *p2,
 				      __u32 oflags, __u32 mode)
 {
 	struct file_rec *r = scratch_rec();
-	if (!r || fill_hdr(&r->h, BW_K_FILE, op))
+	if (!r)
 		return 0;
-	r->dfd = dfd;
-	r->dfd2 = dfd2;
-	r->flags = oflags;
-	r->mode = mode;
+	/* The paths first: most writes are outside the watched paths, and
+	 * those need no header. */
+	__u32 flags = 0, len1 = 1, len2 = 1;
 	r->path[0] = 0;
 	r->path2[0] = 0;
 	int match = 0;
 	if (p1)
-		match = read_path(&r->plen, r->path, p1, F_PATH_REL, &r->h.flags);
+		match = read_path(&r->plen, r->path, p1, F_PATH_REL, &flags, &len1);
 	else
-		r->h.flags |= F_BY_FD;
-	if (p2 && read_path(&r->plen2, r->path2, p2, F_PATH2_REL, &r->h.flags))
+		flags |= F_BY_FD;
+	if (p2 && read_path(&r->plen2, r->path2, p2, F_PATH2_REL, &flags, &len2))
 		match = 1;
 	if (!p1 && !p2)
 		match = 1; /* by fd: user space resolves and filters */
-	if (!match)
+	if (!match || fill_hdr(&r->h, BW_K_FILE, op))
 		return 0;
+	r->h.flags = flags;
+	r->dfd = dfd;
+	r->dfd2 = dfd2;
+	r->flags = oflags;
+	r->mode = mode;
 	/* A path relative to the cwd is joined with it in user space; the cwd
 	 * is read now, while the process surely has one. */
-	if (((r->h.flags & F_PATH_REL) && dfd == AT_FDCWD) || ((r->h.flags & F_PATH2_REL) && dfd2 == AT_FDCWD))
+	if (((flags & F_PATH_REL) && dfd == AT_FDCWD) || ((flags & F_PATH2_REL) && dfd2 == AT_FDCWD))
 		r->h.flags |= read_cwd((struct task_struct *)bpf_get_current_task(), r->cwd, &r->cwd_off);
-	emit(r, (r->h.flags & F_CWD) ? sizeof(*r) : FILE_REC_SHORT, BW_K_FILE);
+	if (r->h.flags & F_CWD) {
+		emit(r, sizeof(*r), BW_K_FILE);
+	} else if (!p2) {
+		r->h.flags |= F_PATH_ONLY;
+		emit(r, path_only_size(len1), BW_K_FILE);
+	} else {
+		emit(r, FILE_REC_SHORT, BW_K_FILE);
+	}
 	return 0;
 }
 
@@ -430,23 +458,22 @@ static __always_inline int read_event(__u32 op, const char *up, __u32 oflags)
 	if (!bpf_map_lookup_elem(&readfirst, &first))
 		return 0;
 	struct file_rec *r = scratch_rec();
-	if (!r || fill_hdr(&r->h, BW_K_FILE, op))
+	if (!r)
 		return 0;
-	r->dfd = AT_FDCWD;
-	r->dfd2 = 0;
-	r->flags = oflags;
-	r->mode = 0;
-	r->path2[0] = 0;
 	long n = bpf_probe_read_user_str(r->path, PATH_MAX_LEN, up);
 	if (n <= 0) {
 		count_loss(BW_K_MAX + BW_K_FILE);
 		return 0;
 	}
 	r->plen = PATH_MAX_LEN * 8;
-	if (!bpf_map_lookup_elem(&readwatch, &r->plen))
+	if (!bpf_map_lookup_elem(&readwatch, &r->plen) || fill_hdr(&r->h, BW_K_FILE, op))
 		return 0;
-	r->h.flags |= F_READ;
-	emit(r, FILE_REC_SHORT, BW_K_FILE);
+	r->dfd = AT_FDCWD;
+	r->dfd2 = 0;
+	r->flags = oflags;
+	r->mode = 0;
+	r->h.flags |= F_READ | F_PATH_ONLY;
+	emit(r, path_only_size(n), BW_K_FILE);
 	return 0;
 }
 

@@ -82,6 +82,7 @@ enum bw_op {
 #define F_READ 16         /* an open for reading, of a path in readwatch */
 #define F_CWD 32          /* cwd[cwd_off..] is the task's cwd, resolved in the kernel */
 #define F_CWD_TRUNC 64    /* the cwd was deeper or longer than the walk's bounds: not resolved */
+#define F_PATH_ONLY 128   /* a file record that ends with its path's NUL: no path2, no cwd */
 
 struct hdr {
 	__u64 ktime; /* bpf_ktime_get_ns, CLOCK_MONOTONIC */
@@ -128,8 +129,9 @@ struct fork_rec {
 
 /* plen/path and plen2/path2 are laid out as LPM trie keys so that the
  * record itself is the lookup key of the watched-prefix map. A record with
- * F_CWD (a path relative to AT_FDCWD) is sent whole; any other ends before
- * cwd_off (FILE_REC_SHORT bytes). */
+ * F_CWD (a path relative to AT_FDCWD) is sent whole; one with F_PATH_ONLY
+ * (one path, no cwd) ends with the path's NUL; any other ends before cwd_off
+ * (FILE_REC_SHORT bytes). */
 struct file_rec {
 	struct hdr h;
 	__s32 dfd;

@@ -131,7 +131,20 @@ func (e *Enforcer) Apply(ctx context.Context, targets []Target) error {
 			errs = append(errs, &TargetError{Index: index[cg], Target: name, Err: err})
 		}
 	}
+	if !e.fanotifyInUse() {
+		errs = append(errs, e.k.tracepointsOff())
+	}
 	return errors.Join(errs...)
+}
+
+// fanotifyInUse says whether a target has a fanotify group.
+func (e *Enforcer) fanotifyInUse() bool {
+	for _, a := range e.applied {
+		if a.fan != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // appliedAt returns what is installed for a cgroup path, if anything.
@@ -201,6 +214,11 @@ func (e *Enforcer) install(a *applied, c *compiled) error {
 				a.fan = nil
 			}
 			break
+		}
+		// The open flags of the group's first decision are in the tids map
+		// only if the tracepoints were attached before that open began.
+		if err := e.k.tracepointsOn(); err != nil {
+			errs = append(errs, fmt.Errorf("fanotify decisions without the open flags (reads of protected files are denied as writes): %w", err))
 		}
 		// The new group is complete before the old one goes: for a moment
 		// both answer, never neither.

@@ -143,8 +143,14 @@ func TestWriteDenied(t *testing.T) {
 				{Rule: "protect-passwd", Prefix: "/etc/passwd"},
 				{Rule: "protect-ssh", Prefix: "/root/.ssh"},
 			}
+			if mech == MechanismFanotify && e.tracepointsAttached() {
+				t.Error("syscall tracepoints attached before any fanotify rule: every open on the host pays for them")
+			}
 			if err := e.Apply(t.Context(), []Target{tg}); err != nil {
 				t.Fatalf("Apply: %v", err)
+			}
+			if mech == MechanismFanotify && !e.tracepointsAttached() {
+				t.Error("syscall tracepoints not attached with a fanotify write rule")
 			}
 			passwd := filepath.Join(c.Rootfs, "etc/passwd")
 			before, err := os.ReadFile(passwd)
@@ -217,6 +223,28 @@ echo data > /tmp/f && cat /tmp/f && echo TMP-OK`)
 			}
 			if out, err := hostRun(t, "/bin/sh", "-c", "echo other:x:2:2::/:/bin/sh >> "+through+" && echo HOST-WROTE"); err != nil || !strings.Contains(out, "HOST-WROTE") {
 				t.Errorf("another host process writing %s: %q, %v", through, out, err)
+			}
+
+			if mech != MechanismFanotify {
+				return
+			}
+			// Without rules the tracepoints go; with rules again they come
+			// back before the group judges: reads allowed, writes denied.
+			if err := e.Apply(t.Context(), nil); err != nil {
+				t.Fatalf("Apply(nil): %v", err)
+			}
+			if e.tracepointsAttached() {
+				t.Error("syscall tracepoints still attached after the last fanotify rule went")
+			}
+			if err := e.Apply(t.Context(), []Target{tg}); err != nil {
+				t.Fatalf("Apply again: %v", err)
+			}
+			if !e.tracepointsAttached() {
+				t.Error("syscall tracepoints not attached again with the rule back")
+			}
+			out, errOut = c.Sh(t, `cat /etc/passwd >/dev/null && echo READ-OK; echo evil >> /etc/passwd; echo "append=$?"`)
+			if !strings.Contains(out, "READ-OK") || !strings.Contains(out, "append=1") {
+				t.Errorf("with the rule back: stdout %q, stderr %q; want READ-OK and append=1", out, errOut)
 			}
 		})
 	}

@@ -63,6 +63,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,6 +305,11 @@ type kernel struct {
 	scratch *ebpf.Map // task storage of the LSM programs
 	progs   []*ebpf.Program
 	links   []link.Link
+	// The syscall tracepoints the fanotify decisions read, loaded when
+	// fanotify is a mechanism here, attached (tpLinks) while a fanotify
+	// group needs them.
+	tps     []tracepoint
+	tpLinks []link.Link
 	// cgroup BPF programs, attached to each target's cgroup by Apply.
 	cgConnect, cgBind []cgProg
 	rd                *ringbuf.Reader
@@ -369,14 +375,8 @@ func (k *kernel) closeReader() error {
 }
 
 func (k *kernel) close() error {
-	// Each detach waits for an RCU grace period: in parallel, they overlap.
-	errs := make([]error, len(k.links))
-	var wg sync.WaitGroup
-	for i, l := range k.links {
-		wg.Go(func() { errs[i] = l.Close() })
-	}
-	wg.Wait()
-	k.links = nil
+	errs := []error{closeLinks(slices.Concat(k.links, k.tpLinks))}
+	k.links, k.tpLinks = nil, nil
 	for _, p := range k.progs {
 		errs = append(errs, p.Close())
 	}

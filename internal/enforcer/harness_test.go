@@ -81,6 +81,14 @@ type audits struct {
 	more chan struct{}
 }
 
+// tracepointsAttached says whether the fanotify decisions' syscall
+// tracepoints are attached.
+func (e *Enforcer) tracepointsAttached() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.k.tpLinks) > 0
+}
+
 // startEnforcer creates an enforcer that is closed when the test ends, and
 // collects its audits.
 func startEnforcer(tb testing.TB, cfg Config) (*Enforcer, *audits) {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -269,16 +270,21 @@ func probeFanotify() string {
 	return ""
 }
 
-// attachTracepoints loads and attaches the syscall tracepoints. "" when the
-// required ones are attached.
+// attachTracepoints loads the syscall tracepoint programs and attaches them
+// once, to learn that they attach: "" when the required ones did. They are
+// then detached again until a fanotify group needs them (tracepointsOn):
+// a host without exec or write rules for fanotify would otherwise pay two
+// BPF programs on every open and exec of every process.
 func (k *kernel) attachTracepoints(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map, logger *slog.Logger) string {
+	var tps []tracepoint
 	for _, tp := range tracepoints {
 		p, err := loadProgram(spec, tp.prog, repl)
 		if err == nil {
 			k.progs = append(k.progs, p)
 			var l link.Link
 			if l, err = link.Tracepoint("syscalls", tp.name, p, nil); err == nil {
-				k.links = append(k.links, l)
+				k.tpLinks = append(k.tpLinks, l)
+				tps = append(tps, tracepoint{tp.name, p})
 				continue
 			}
 		}
@@ -287,7 +293,70 @@ func (k *kernel) attachTracepoints(spec *ebpf.CollectionSpec, repl map[string]*e
 		}
 		logger.Debug("enforcer: optional tracepoint not attached", "tracepoint", tp.name, "error", err)
 	}
+	k.tps = tps
+	if err := k.tracepointsOff(); err != nil {
+		return "detach the syscall tracepoints: " + err.Error()
+	}
 	return ""
+}
+
+// tracepoint is a loaded syscall tracepoint program and where it attaches.
+type tracepoint struct {
+	name string
+	prog *ebpf.Program
+}
+
+// tracepointsOn attaches the syscall tracepoints that attachTracepoints
+// loaded, unless they are attached.
+func (k *kernel) tracepointsOn() error {
+	if len(k.tpLinks) > 0 || len(k.tps) == 0 {
+		return nil
+	}
+	for _, tp := range k.tps {
+		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
+		if err != nil {
+			return errors.Join(fmt.Errorf("attach tracepoint syscalls/%s: %w", tp.name, err), k.tracepointsOff())
+		}
+		k.tpLinks = append(k.tpLinks, l)
+	}
+	return nil
+}
+
+// tracepointsOff detaches the syscall tracepoints and forgets what they
+// recorded: a thread inside open*() as they went never had its exit seen,
+// and its entry must not judge an open of its after they come back.
+func (k *kernel) tracepointsOff() error {
+	if len(k.tpLinks) == 0 {
+		return nil
+	}
+	err := closeLinks(k.tpLinks)
+	k.tpLinks = nil
+	var tid uint32
+	var tv enforcerTidVal
+	var stale []uint32
+	it := k.maps.Tids.Iterate()
+	for it.Next(&tid, &tv) {
+		stale = append(stale, tid)
+	}
+	err = errors.Join(err, it.Err())
+	for _, tid := range stale {
+		if derr := k.maps.Tids.Delete(tid); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
+			err = errors.Join(err, derr)
+		}
+	}
+	return err
+}
+
+// closeLinks detaches ls. Each detach waits for an RCU grace period: in
+// parallel, they overlap.
+func closeLinks(ls []link.Link) error {
+	errs := make([]error, len(ls))
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Go(func() { errs[i] = l.Close() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // loadProgram loads one program of the object on its own, with the shared

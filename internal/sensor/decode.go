@@ -95,6 +95,7 @@ const (
 	fRead      = 16
 	fCwd       = 32 // the record carries the cwd, resolved in the kernel
 	fCwdTrunc  = 64 // the cwd was past the kernel walk's bounds
+	fPathOnly  = 128 // a file record that ends with its path's NUL
 )
 
 // Record layout (bpf/sensor.h); TestLayout checks these against the BTF of
@@ -104,6 +105,7 @@ const (
 	execSize        = 1112
 	exitSize        = 72
 	forkSize        = 80
+	filePath        = 84  // where a file record's path begins
 	fileSize        = 600 // without the cwd
 	fileCwdSize     = 864 // with it (fCwd)
 	netSize         = 120
@@ -234,7 +236,8 @@ func (d *decoder) decode(b []byte, r *record) error {
 			Comm: p.Comm, CgroupID: p.CgroupID, StartTime: d.wall(le.Uint64(b[72:])),
 		}
 	case kFile:
-		if len(b) < fileSize {
+		full := r.flags&fPathOnly == 0
+		if len(b) <= filePath || full && len(b) < fileSize {
 			return errShort
 		}
 		r.dfd = int32(le.Uint32(b[64:]))  //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
@@ -246,7 +249,10 @@ func (d *decoder) decode(b []byte, r *record) error {
 			r.decodeCwd(le.Uint32(b[600:]), b[604:604+pathLen])
 		}
 		flags, mode := le.Uint32(b[72:]), le.Uint32(b[76:])
-		r.file = event.File{Path: cstring(b[84 : 84+pathLen]), NewPath: cstring(b[344 : 344+pathLen])}
+		r.file = event.File{Path: cstring(b[filePath:min(len(b), filePath+pathLen)])}
+		if full {
+			r.file.NewPath = cstring(b[344 : 344+pathLen])
+		}
 		switch op {
 		case opOpenat, opOpenat2, opOpen:
 			if r.flags&fRead != 0 {

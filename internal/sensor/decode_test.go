@@ -179,6 +179,18 @@ func TestDecode(t *testing.T) {
 		copy(b[344:], path2)
 		return b
 	}
+	// pathOnly is what the kernel sends for one path without a cwd: the
+	// record ends with the path's NUL, or without one at PATH_MAX_LEN.
+	pathOnly := func(op, hflags, flags uint32, path string, nul bool) []byte {
+		n := filePath + len(path)
+		if nul {
+			n++
+		}
+		b := rec(n, kFile, op, hflags|fPathOnly)
+		le.PutUint32(b[72:], flags)
+		copy(b[filePath:], path)
+		return b
+	}
 	netRec := func(kind, op uint32, fam, proto, sport, dport uint16, saddr, daddr []byte, result int64) []byte {
 		b := rec(netSize, kind, op, 0)
 		le.PutUint16(b[64:], fam)
@@ -231,6 +243,14 @@ func TestDecode(t *testing.T) {
 			le.PutUint32(b[44:], fRead)
 			return b
 		}(), event.KindFileRead, with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/shadow"}, event.Net{}},
+		{"write, path only", pathOnly(opOpenat, 0, 0o1101, "/etc/x", true), event.KindFileCreate,
+			with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/x", Flags: 0o1101}, event.Net{}},
+		{"read, path only", pathOnly(opOpenat, fRead, 0, "/etc/shadow", true), event.KindFileRead,
+			with(func(rt *event.Runtime) { rt.Syscall = "openat" }), event.File{Path: "/etc/shadow"}, event.Net{}},
+		{"path only, PATH_MAX_LEN without a NUL", pathOnly(opUnlinkat, 0, 0, "/"+strings.Repeat("p", pathLen-1), false), event.KindFileUnlink,
+			with(func(rt *event.Runtime) { rt.Syscall = "unlinkat" }), event.File{Path: "/" + strings.Repeat("p", pathLen-1)}, event.Net{}},
+		{"fchmod by fd, path only", pathOnly(opFchmod, fByFD, 0, "", true), event.KindFileChmod,
+			with(func(rt *event.Runtime) { rt.Syscall = "fchmod" }), event.File{}, event.Net{}},
 		{"rename", file(opRenameat2, 0, 0, "/etc/a", "/etc/b"), event.KindFileRename,
 			with(func(rt *event.Runtime) { rt.Syscall = "renameat2" }), event.File{Path: "/etc/a", NewPath: "/etc/b"}, event.Net{}},
 		{"connect", netRec(kConnect, opConnect, afInet, ipprotoTCP, 40000, 443, lo, []byte{10, 0, 0, 1}, -115), event.KindNetConnect,
@@ -286,6 +306,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"short exec", rec(execSize-1, kExec, 0, 0)},
 		{"short file", rec(fileSize-1, kFile, opOpenat, 0)},
 		{"file with a cwd, short", rec(fileCwdSize-1, kFile, opOpenat, fPathRel|fCwd)},
+		{"path-only file without a path", rec(filePath, kFile, opOpenat, fPathOnly)},
+		{"path-only file with a cwd, short", rec(fileSize, kFile, opOpenat, fPathOnly|fPathRel|fCwd)},
 		{"unknown kind", rec(genSize, 99, 0, 0)},
 		{"file with a non-file op", rec(fileSize, kFile, opConnect, 0)},
 	} {
@@ -301,6 +323,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(rec(netSize, kConnect, opConnect, 0))
 	f.Add(withCwd(execRecord(), 76, 856, "/srv/app"))
 	f.Add(fileRecord(opRenameat2, fPathRel|fPath2Rel, "a", "/srv"))
+	f.Add(append(rec(filePath, kFile, opOpenat, fPathOnly), "/etc/x\x00"...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r record
 		_ = newDecoder(0).decode(b, &r)
@@ -335,7 +358,7 @@ func TestLayout(t *testing.T) {
 	}{
 		{"hdr", hdrSize, map[string]int{"flags": 44}},
 		{"exec_rec", execSize, map[string]int{"argv_len": 72, "cwd_off": 76, "filename": 80, "argv": 336, "exe_ctime": 848, "cwd": 856}},
-		{"file_rec", fileCwdSize, map[string]int{"path": 84, "path2": 344, "cwd_off": fileSize, "cwd": 604}},
+		{"file_rec", fileCwdSize, map[string]int{"path": filePath, "path2": 344, "cwd_off": fileSize, "cwd": 604}},
 	} {
 		var st *btf.Struct
 		if err := spec.Types.TypeByName(tc.name, &st); err != nil {
