@@ -93,8 +93,8 @@ const (
 	fPath2Rel  = 4
 	fByFD      = 8
 	fRead      = 16
-	fCwd       = 32 // the record carries the cwd, resolved in the kernel
-	fCwdTrunc  = 64 // the cwd was past the kernel walk's bounds
+	fCwd       = 32  // the record carries the cwd, resolved in the kernel
+	fCwdTrunc  = 64  // the cwd was past the kernel walk's bounds
 	fPathOnly  = 128 // a file record that ends with its path's NUL
 )
 
