@@ -255,7 +255,9 @@ func New(cfg Config, version string, logger *slog.Logger) (_ *Defender, err erro
 	if err := d.loadPolicy(); err != nil {
 		return nil, err
 	}
-	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{MaxBytes: cfg.SpoolMaxBytes, SegmentBytes: min(8<<20, cfg.SpoolMaxBytes/8)})
+	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{
+		MaxBytes: cfg.SpoolMaxBytes, SegmentBytes: min(8<<20, cfg.SpoolMaxBytes/8), SyncEvery: spoolSyncEvery,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
@@ -672,6 +674,15 @@ func parseSpooled(b []byte) (spooled, bool) {
 	}
 	return spooled{Time: at, Kind: kind, Data: data[:len(data)-1]}, true
 }
+
+// spoolSyncEvery bounds the spool's fsyncs to one a second. Each fsync is a
+// journal commit and a disk cache flush that the node's own writers wait
+// behind: one per 200 ms batch cost a workload that creates and truncates
+// files 1.5 % of its time (bench/sensor, docs/benchmarks.md). Events are
+// written to the spool file at once, so the Defender's death loses none of
+// them; they are sent once fsynced, up to a second later under load; a power
+// loss takes at most the last second's, which were never sent.
+const spoolSyncEvery = time.Second
 
 // outbox adapts the spool to the channel client.
 type outbox struct{ sp *spool.Spool }

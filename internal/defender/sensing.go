@@ -213,6 +213,12 @@ func (s *sensing) appendLoop(ctx context.Context) {
 			}
 			take()
 			flush()
+			// A full signal sent while take was emptying the queue is
+			// stale: left, it would end the next batch at its first record.
+			select {
+			case <-s.full:
+			default:
+			}
 		}
 	}
 }

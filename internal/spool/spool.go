@@ -7,12 +7,23 @@
 //
 // # Guarantees
 //
-// Append returns only once its records are on disk (one write and one fsync
-// per call, whatever the number of records), and Read returns only records
-// that Append has returned: a record that was sent can never be lost, and its
-// sequence number can never be given to another record, by a crash. Sequence
-// numbers start at 1 and never go backwards, even when every segment has been
-// deleted.
+// Append returns once its records are written to the segment file, where a
+// crash of the process cannot take them. Read returns only records that are
+// also on disk (fsynced): a record that was sent can never be lost, and its
+// sequence number can never be given to another record, by a crash of the
+// process or of the host. Sequence numbers start at 1 and never go backwards,
+// even when every segment has been deleted.
+//
+// With Options.SyncEvery zero every Append fsyncs (one write and one fsync per
+// call, whatever the number of records) and its records are readable when it
+// returns. With SyncEvery > 0 an Append fsyncs only when the last fsync is at
+// least SyncEvery old; otherwise its records wait, written but not readable,
+// for the fsync that a timer makes SyncEvery after the last one (or for the
+// next Append past that time, or Close). A busy writer then costs the disk one
+// fsync (a journal commit and a cache flush) per SyncEvery instead of one per
+// Append, and its records reach the reader up to SyncEvery later; a host crash
+// (power loss, kernel panic) takes up to SyncEvery of the newest records,
+// which were never sent.
 //
 // The spool is bounded by Options.MaxBytes. When an Append would take it over
 // the bound, the oldest segments are deleted first, acknowledged or not; the
@@ -111,6 +122,10 @@ type Options struct {
 	// SegmentBytes is the segment size at which a new one is started
 	// (default 8 MiB, but at most MaxBytes/4); it must be less than MaxBytes.
 	SegmentBytes int64
+	// SyncEvery bounds how often Append fsyncs: zero, every call; otherwise
+	// at most once per SyncEvery, records written in between becoming
+	// readable at the next fsync (see Guarantees).
+	SyncEvery time.Duration
 	// NoSync skips every fsync. For tests and benchmarks only: a crash then
 	// loses records that Append has returned.
 	NoSync bool
@@ -159,7 +174,13 @@ type Spool struct {
 	w        struct {
 		f    *os.File
 		seg  *segment // nil: the next Append starts a segment
-		size int64    // bytes written to seg, as published
+		size int64    // bytes written to seg, the pending ones included
+		next uint64   // seq of the next record written: st.next plus pending
+		// pending are records written to seg and not yet fsynced, and so
+		// not yet in it for readers.
+		pending pending
+		synced  time.Time   // when the last pending records were fsynced
+		timer   *time.Timer // publishes the pending records SyncEvery after synced
 		// published: seg is in Spool.segs. A new segment is added once its
 		// first records are durable.
 		published bool
@@ -190,6 +211,13 @@ type segment struct {
 	size  int64   // bytes of the valid records
 	index []int64 // index[i] is the offset of record first+i*indexEvery
 	rf    *os.File
+}
+
+// pending are records the active segment holds but does not publish yet.
+type pending struct {
+	n     uint64
+	size  int64
+	index []int64 // offsets to add to segment.index
 }
 
 // end is the seq after the segment's last record.
@@ -306,6 +334,7 @@ func (s *Spool) recover() error {
 	st.next, st.gaps = next, gaps
 	s.st = st
 
+	s.w.next = next
 	// Keep appending to the last segment unless its records do not run up
 	// to next (then the next Append starts a segment named next).
 	if n := len(s.segs); n > 0 {
@@ -427,10 +456,13 @@ func truncate(path string, size int64, sync bool) error {
 }
 
 // Append adds records with consecutive seqs and returns the first and last.
-// It returns once they are on disk: one write and one fsync for the whole
-// call (starting a segment costs one more fsync, of the directory). With no
-// data it does nothing and returns 0, 0. An error means none of the records
-// were appended.
+// It returns once they are written, and, unless Options.SyncEvery lets it
+// leave that to later, on disk and readable: one write and one fsync for the
+// whole call (starting a segment costs one more fsync, of the directory).
+// With no data it does nothing and returns 0, 0. An error means none of the
+// records were appended; after a failed fsync (here or by the timer) every
+// later Append fails, and the records not yet readable stay unread until the
+// spool is opened again.
 func (s *Spool) Append(data ...[]byte) (first, last uint64, err error) {
 	if len(data) == 0 {
 		return 0, 0, nil
@@ -446,7 +478,7 @@ func (s *Spool) Append(data ...[]byte) (first, last uint64, err error) {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
 	s.mu.Lock()
-	closed, first := s.closed, s.st.next // only Append moves next, under appendMu
+	closed := s.closed
 	s.mu.Unlock()
 	if closed {
 		return 0, 0, ErrClosed
@@ -454,11 +486,17 @@ func (s *Spool) Append(data ...[]byte) (first, last uint64, err error) {
 	if s.w.err != nil {
 		return 0, 0, s.w.err
 	}
-	if err := s.makeRoom(batch); err != nil {
+	first = s.w.next
+	if err := s.makeRoom(batch + s.w.pending.size); err != nil {
 		return 0, 0, fmt.Errorf("append: %w", err)
 	}
 	g := s.w.seg
 	if g == nil || (s.w.size > 0 && s.w.size+batch > s.opts.SegmentBytes) {
+		// The records pending in the old segment are published first:
+		// they are the ones in the file the writer is about to close.
+		if err := s.publish(); err != nil {
+			return 0, 0, err
+		}
 		if g, err = s.startSegment(first); err != nil {
 			return 0, 0, fmt.Errorf("append: %w", err)
 		}
@@ -487,32 +525,74 @@ func (s *Spool) Append(data ...[]byte) (first, last uint64, err error) {
 	if _, err := s.w.f.WriteAt(buf, s.w.size); err != nil {
 		return 0, 0, fmt.Errorf("append: %w", err)
 	}
+	s.w.size += batch
+	s.w.next = first + uint64(len(data))
+	p := &s.w.pending
+	p.n += uint64(len(data))
+	p.size += batch
+	p.index = append(p.index, index...)
+	switch {
+	case s.opts.SyncEvery <= 0 || time.Since(s.w.synced) >= s.opts.SyncEvery:
+		if err := s.publish(); err != nil {
+			return 0, 0, err
+		}
+	case s.w.timer == nil:
+		s.w.timer = time.AfterFunc(time.Until(s.w.synced.Add(s.opts.SyncEvery)), s.publishLater)
+	}
+	return first, s.w.next - 1, nil
+}
+
+// publish fsyncs the records written since the last publish and makes them
+// readable. The caller holds appendMu.
+func (s *Spool) publish() error {
+	if s.w.timer != nil {
+		s.w.timer.Stop()
+		s.w.timer = nil
+	}
+	p := s.w.pending
+	if p.n == 0 {
+		return nil
+	}
+	g := s.w.seg
 	if !s.opts.NoSync {
 		if err := s.w.f.Sync(); err != nil {
 			// After a failed fsync the kernel may have dropped the dirty pages
 			// and cleared the error; nothing written since can be trusted.
 			s.w.err = fmt.Errorf("append: sync %s (reopen the spool): %w", g.path, err)
-			return 0, 0, s.w.err
+			return s.w.err
 		}
 	}
-
+	s.w.synced = time.Now()
 	s.mu.Lock()
 	if !s.w.published {
 		s.segs = append(s.segs, g)
 		s.w.published = true
 	}
-	g.n += uint64(len(data))
-	g.size += batch
-	g.index = append(g.index, index...)
-	s.st.next = first + uint64(len(data))
+	g.n += p.n
+	g.size += p.size
+	g.index = append(g.index, p.index...)
+	s.st.next = s.w.next
 	s.mu.Unlock()
-	s.w.size += batch
+	s.w.pending = pending{index: p.index[:0]}
 
 	select {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	return first, first + uint64(len(data)) - 1, nil
+	return nil
+}
+
+// publishLater is the timer's publish. A failure stays in w.err, for the
+// next Append to return.
+func (s *Spool) publishLater() {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed && s.w.err == nil {
+		_ = s.publish()
+	}
 }
 
 // startSegment creates the segment whose first record will be first and makes
@@ -739,6 +819,11 @@ func (s *Spool) Ack(seq uint64) error {
 func (s *Spool) SkipTo(next uint64) error {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
+	if s.w.err == nil {
+		if err := s.publish(); err != nil {
+			return fmt.Errorf("skip to seq %d: %w", next, err)
+		}
+	}
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	s.mu.Lock()
@@ -761,6 +846,7 @@ func (s *Spool) SkipTo(next uint64) error {
 	s.mu.Lock()
 	s.st.next, s.st.gaps = st.next, st.gaps
 	s.mu.Unlock()
+	s.w.next = st.next
 	// Seqs are consecutive within a segment: the next Append starts one.
 	if s.w.f != nil {
 		s.w.f.Close()
@@ -789,8 +875,9 @@ func (s *Spool) bytesLocked() int64 {
 	return n
 }
 
-// Notify returns a channel that receives after each Append. Sends do not
-// block and coalesce: after a receive, Read until nothing is left.
+// Notify returns a channel that receives when appended records become
+// readable. Sends do not block and coalesce: after a receive, Read until
+// nothing is left.
 func (s *Spool) Notify() <-chan struct{} { return s.notify }
 
 // Close persists the state and releases the directory. Further calls fail
@@ -798,15 +885,26 @@ func (s *Spool) Notify() <-chan struct{} { return s.notify }
 func (s *Spool) Close() error {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil
+	}
+	var perr error
+	if s.w.err == nil {
+		perr = s.publish() // what is written becomes durable, for the next Open
+	}
+	if s.w.timer != nil {
+		s.w.timer.Stop()
+		s.w.timer = nil
+	}
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
 	s.closed = true
-	err := writeState(s.dir, s.st, !s.opts.NoSync)
+	err := errors.Join(perr, writeState(s.dir, s.st, !s.opts.NoSync))
 	s.closeFiles()
 	if err != nil {
 		return fmt.Errorf("close spool %s: %w", s.dir, err)

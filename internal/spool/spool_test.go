@@ -498,6 +498,9 @@ func TestConcurrent(t *testing.T) {
 			testConcurrent(t, Options{NoSync: noSync, SegmentBytes: 16 << 10, MaxBytes: 64 << 20})
 		})
 	}
+	t.Run("SyncEvery=2ms", func(t *testing.T) {
+		testConcurrent(t, Options{SyncEvery: 2 * time.Millisecond, SegmentBytes: 16 << 10, MaxBytes: 64 << 20})
+	})
 }
 
 func testConcurrent(t *testing.T, opts Options) {
@@ -563,13 +566,14 @@ func TestCrashHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestCrash")
 	}
-	s, err := Open(dir, Options{SegmentBytes: 16 << 10, MaxBytes: 1 << 30})
+	every, _ := time.ParseDuration(os.Getenv(crashEnv + "_SYNC_EVERY"))
+	s, err := Open(dir, Options{SegmentBytes: 16 << 10, MaxBytes: 1 << 30, SyncEvery: every})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	next := s.Stats().NextSeq
 	for {
-		next := s.Stats().NextSeq
 		data := make([][]byte, 1+rand.IntN(10))
 		for i := range data {
 			data[i] = payload(next+uint64(i), 0)
@@ -579,20 +583,28 @@ func TestCrashHelper(t *testing.T) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
+		next = last + 1
 		fmt.Fprintln(os.Stdout, last) // one write(2), unbuffered
 	}
 }
 
 // TestCrash kills a process that is appending and checks that everything
-// Append returned survived.
+// Append returned survived: fsynced or, with SyncEvery, only written (a
+// process's death does not take the page cache).
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
+	for _, every := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run("SyncEvery="+every.String(), func(t *testing.T) { testCrash(t, every) })
+	}
+}
+
+func testCrash(t *testing.T, every time.Duration) {
 	dir := t.TempDir()
 	for round := range 3 { // each round continues the previous one's spool
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+		cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashEnv+"_SYNC_EVERY="+every.String())
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.StdoutPipe()
@@ -856,5 +868,68 @@ func TestAckWrites(t *testing.T) {
 	}
 	if got := onDisk(); got != 36 {
 		t.Errorf("acked on disk after Close = %d, want 36", got)
+	}
+}
+
+// TestSyncEvery: with SyncEvery, an Append soon after an fsync leaves its
+// records written but unread until the timer's fsync; SkipTo and Close
+// publish what is pending first; a reopened spool has it all.
+func TestSyncEvery(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{SyncEvery: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	app := func(want uint64, n int) {
+		t.Helper()
+		data := make([][]byte, n)
+		for i := range data {
+			data[i] = payload(want+uint64(i), 10)
+		}
+		if first, last, err := s.Append(data...); err != nil || first != want || last != want+uint64(n)-1 {
+			t.Fatalf("Append(%d records) = %d, %d, %v; want %d, %d", n, first, last, err, want, want+uint64(n)-1)
+		}
+	}
+	app(1, 3) // the first fsync is due at once
+	if got := seqs(readAll(t, s, 1)); !slices.Equal(got, seqRange(1, 3)) {
+		t.Fatalf("after the first Append, Read = %v, want 1…3", got)
+	}
+	<-s.Notify()
+	app(4, 2) // within SyncEvery of that fsync: written, not yet readable
+	app(6, 1)
+	if got := seqs(readAll(t, s, 1)); !slices.Equal(got, seqRange(1, 3)) {
+		t.Errorf("before the timer's fsync, Read = %v, want 1…3 only", got)
+	}
+	if st := s.Stats(); st.NextSeq != 4 {
+		t.Errorf("before the timer's fsync, Stats().NextSeq = %d, want 4", st.NextSeq)
+	}
+	select {
+	case <-s.Notify():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Notify after SyncEvery")
+	}
+	if got := seqs(readAll(t, s, 1)); !slices.Equal(got, seqRange(1, 6)) {
+		t.Fatalf("after the timer's fsync, Read = %v, want 1…6", got)
+	}
+
+	app(7, 2) // pending again; SkipTo publishes it before skipping
+	if err := s.SkipTo(100); err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(readAll(t, s, 1)); !slices.Equal(got, seqRange(1, 8)) {
+		t.Errorf("after SkipTo, Read = %v, want 1…8", got)
+	}
+	app(100, 1)
+	app(101, 1) // pending at Close
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, Options{})
+	if got, want := seqs(readAll(t, s, 1)), append(seqRange(1, 8), 100, 101); !slices.Equal(got, want) {
+		t.Errorf("reopened: Read = %v, want %v", got, want)
+	}
+	if st := s.Stats(); st.NextSeq != 102 || st.Dropped != 0 {
+		t.Errorf("reopened: Stats() = %+v, want NextSeq 102, Dropped 0", st)
 	}
 }
