@@ -3,7 +3,8 @@
 //
 // It builds bulwark-console, bulwark-defender and bulwarkctl (or takes them
 // from -bin), starts a Console on 127.0.0.1 with a temporary data dir, and
-// runs two storms from this process:
+// runs two storms, each in a process of its own (this program again, told by
+// the environment):
 //
 //   - exec: -execs sequential fork+exec+wait of /bin/busybox true (or
 //     /bin/true) with syscall.ForkExec and Wait4, each with a distinct argv
@@ -22,9 +23,10 @@
 // the run's marker, file.create/file.write events under the storm's
 // directory, and the sensor.loss deltas, per Defender.
 //
-// "Workload CPU" is user+sys of this process and its children over the storm
-// (getrusage): it includes the sensor's in-kernel work in the workload's
-// syscalls and, unlike wall time, not the wait for a core another job took.
+// "Workload CPU" is user+sys of the storm's process and its children over
+// the storm (getrusage): it includes the sensor's in-kernel work in the
+// workload's syscalls and, unlike wall time, not the wait for a core another
+// job took.
 //
 // Loss in the summary is the Defender's own counters (status.json, read
 // after the storm has drained), for everything it watched during its life,
@@ -34,9 +36,9 @@
 // Wall-time ratios are medians with the Defender over medians without, in
 // the same run. The Console runs on the same machine and ingests the events
 // while the storm runs, so its CPU is shown too: on a 2-core VM both
-// processes take from the workload. With -reserve-cpu N the Console and the
-// Defender run on CPU N only and the storms, with and without the Defender,
-// on the other CPUs: a node that reserves CPUs for its system agents
+// processes take from the workload. With -reserve-cpu N the Console, the
+// Defender and this program run on CPU N only and the storms' processes, with
+// and without the Defender, on the other CPUs, every thread of them: a node that reserves CPUs for its system agents
 // (kubelet's reservedSystemCPUs, systemd's CPUAffinity), and a measure of the
 // Defender's cost to the workload that the Console's ingest does not blur.
 //
@@ -51,7 +53,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -85,6 +86,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if js := os.Getenv(stormEnv); js != "" {
+		if err := runStorm(ctx, js); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/sensor storm:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/sensor:", err)
 		os.Exit(1)
@@ -185,6 +193,14 @@ func run(ctx context.Context) error {
 	b := &bench{o: o, bin: bin, tmp: tmp, consoleParent: consoleParent, procs: procs, runID: strconv.FormatInt(time.Now().Unix()%1_000_000, 36)}
 	if b.bulwarkCPUs, b.stormCPUs, err = benchkit.CPUs(o.reserve); err != nil {
 		return err
+	}
+	if b.bulwarkCPUs != nil {
+		// This program's threads (the RSS sampler, the waits) stay off the
+		// storms' CPUs too; what it starts from a pinned thread goes where
+		// that thread is pinned.
+		if err := benchkit.PinProcess(b.bulwarkCPUs); err != nil {
+			return err
+		}
 	}
 	if err := b.startConsole(ctx); err != nil {
 		return err
@@ -392,113 +408,6 @@ func (b *bench) bundle(ctx context.Context, id string) (string, error) {
 }
 
 // storm runs one storm and returns its wall time; marker prefixes exec argv.
-// The CPU time is this process's and its waited-for children's (user+sys)
-// over the storm: it includes what the sensor's programs cost in the
-// workload's own syscalls, and unlike wall time it does not count waiting for
-// a core that another job took.
-func (b *bench) storm(ctx context.Context, kind, marker string) (wall, cpu time.Duration, ops int, err error) {
-	before := rusageCPU()
-	if kind == "exec" {
-		wall, ops, err = b.execStorm(ctx, marker)
-	} else {
-		wall, ops, err = b.writeStorm(ctx)
-	}
-	return wall, rusageCPU() - before, ops, err
-}
-
-func rusageCPU() time.Duration {
-	var total time.Duration
-	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
-		var ru syscall.Rusage
-		if syscall.Getrusage(who, &ru) == nil {
-			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
-	}
-	return total
-}
-
-func (b *bench) execStorm(ctx context.Context, marker string) (time.Duration, int, error) {
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer null.Close()
-	fd := null.Fd()
-	attr := &syscall.ProcAttr{Env: []string{"PATH=/usr/bin:/bin"}, Files: []uintptr{fd, fd, fd}}
-	n, w := b.o.execs, b.o.parallel
-	// Argument vectors are made before the clock starts.
-	argvs := make([][]string, n)
-	for i := range argvs {
-		argvs[i] = []string{b.argv0, marker + strconv.Itoa(i)}
-	}
-	errs := make([]error, w)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for k := range w {
-		wg.Go(func() {
-			errs[k] = benchkit.Pinned(b.stormCPUs, func() error {
-				for i := k; i < n; i += w {
-					if i%1000 == 0 && ctx.Err() != nil {
-						return ctx.Err()
-					}
-					pid, err := syscall.ForkExec(b.prog, argvs[i], attr)
-					if err != nil {
-						return fmt.Errorf("fork+exec %s: %w", b.prog, err)
-					}
-					var ws syscall.WaitStatus
-					if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
-						return fmt.Errorf("wait %d: %w", pid, err)
-					}
-					if !ws.Exited() || ws.ExitStatus() != 0 {
-						return fmt.Errorf("%s %s: status %v", b.prog, argvs[i][1], ws)
-					}
-				}
-				return nil
-			})
-		})
-	}
-	wg.Wait()
-	return time.Since(start), n, errors.Join(errs...)
-}
-
-func (b *bench) writeStorm(ctx context.Context) (time.Duration, int, error) {
-	paths := make([]string, b.o.files)
-	for i := range paths {
-		paths[i] = filepath.Join(b.stormDir, fmt.Sprintf("f%05d", i))
-	}
-	payload := bytes.Repeat([]byte("bulwark!"), 8)
-	n, w := b.o.writes, b.o.parallel
-	errs := make([]error, w)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for k := range w {
-		wg.Go(func() {
-			errs[k] = benchkit.Pinned(b.stormCPUs, func() error {
-				for i := k; i < n; i += w {
-					if i%10000 == 0 && ctx.Err() != nil {
-						return ctx.Err()
-					}
-					fd, err := syscall.Open(paths[i%len(paths)], syscall.O_CREAT|syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
-					if err != nil {
-						return fmt.Errorf("open: %w", err)
-					}
-					_, werr := syscall.Write(fd, payload)
-					cerr := syscall.Close(fd)
-					if werr != nil {
-						return fmt.Errorf("write: %w", werr)
-					}
-					if cerr != nil {
-						return fmt.Errorf("close: %w", cerr)
-					}
-				}
-				return nil
-			})
-		})
-	}
-	wg.Wait()
-	return time.Since(start), n, errors.Join(errs...)
-}
-
 func (b *bench) baseline(ctx context.Context, r *result) error {
 	logf("%s #%d: baseline (no Defender)", r.storm, r.rep)
 	d, cpu, n, err := b.storm(ctx, r.storm, fmt.Sprintf("bwbench-%s-base%d-", b.runID, r.rep))
@@ -845,7 +754,7 @@ func printReport(w io.Writer, o options, b *bench, results []*result, loadStart,
 	fmt.Fprintf(w, "Workload: %d worker(s) per storm; exec storm runs `%s %s <marker>`; write storm cycles over %d files; %d baseline/Defender pairs per storm; Defender idle measured over %s.\n",
 		o.parallel, b.prog, b.argv0, o.files, o.repeat, o.idle)
 	if b.bulwarkCPUs != nil {
-		fmt.Fprintf(w, "CPUs: the Console and the Defender on CPU %v, the storms (with and without the Defender) on CPUs %v.\n", b.bulwarkCPUs, b.stormCPUs)
+		fmt.Fprintf(w, "CPUs: the Console, the Defender and the bench on CPU %v; the storms' processes (with and without the Defender), every thread of them, on CPUs %v.\n", b.bulwarkCPUs, b.stormCPUs)
 	} else {
 		fmt.Fprintln(w, "CPUs: the Console, the Defender and the storms share every CPU.")
 	}
