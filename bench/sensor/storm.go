@@ -97,23 +97,12 @@ func runStorm(ctx context.Context, js string) error {
 	default:
 		return fmt.Errorf("%s: unknown storm %q", stormEnv, spec.Kind)
 	}
-	before := rusageCPU()
+	before := benchkit.ProcessCPU()
 	wall, ops, err := fn(ctx, spec)
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(stormResult{Wall: wall, CPU: rusageCPU() - before, Ops: ops})
-}
-
-func rusageCPU() time.Duration {
-	var total time.Duration
-	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
-		var ru syscall.Rusage
-		if syscall.Getrusage(who, &ru) == nil {
-			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
-	}
-	return total
+	return json.NewEncoder(os.Stdout).Encode(stormResult{Wall: wall, CPU: benchkit.ProcessCPU() - before, Ops: ops})
 }
 
 // workers runs w workers, worker k doing operations k, k+w, k+2w… of n, and

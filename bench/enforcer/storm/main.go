@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"bulwark/bench/internal/benchkit"
 )
 
 func main() {
@@ -41,7 +43,7 @@ func run(args []string) error {
 		return fmt.Errorf("%q: want a number", args[2])
 	}
 	var elapsed time.Duration
-	cpu0 := cpu()
+	cpu0 := benchkit.ProcessCPU()
 	switch args[0] {
 	case "exec":
 		elapsed, err = execStorm(n, max(k, 1), args[3])
@@ -53,21 +55,8 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("elapsed_ns %d cpu_ns %d ops %d\n", elapsed.Nanoseconds(), (cpu() - cpu0).Nanoseconds(), n)
+	fmt.Printf("elapsed_ns %d cpu_ns %d ops %d\n", elapsed.Nanoseconds(), (benchkit.ProcessCPU() - cpu0).Nanoseconds(), n)
 	return nil
-}
-
-// cpu is the user and system time of this process and its waited-for
-// children so far.
-func cpu() time.Duration {
-	var total time.Duration
-	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
-		var ru syscall.Rusage
-		if syscall.Getrusage(who, &ru) == nil {
-			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
-	}
-	return total
 }
 
 func execStorm(n, workers int, prog string) (time.Duration, error) {

@@ -255,3 +255,16 @@ func Median[T int64 | float64 | time.Duration](xs []T) T {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// ProcessCPU is the user and system time of this process and of its children
+// it has waited for, so far.
+func ProcessCPU() time.Duration {
+	var total time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
+}
