@@ -140,8 +140,9 @@ type Record struct {
 // Stats describes a spool.
 type Stats struct {
 	NextSeq  uint64 // seq the next appended record will get
+	Unsynced uint64 // appended, not yet fsynced and so not yet readable (Options.SyncEvery)
 	AckedSeq uint64 // every seq up to this one is acknowledged
-	Depth    uint64 // unacknowledged records on disk
+	Depth    uint64 // unacknowledged records, Unsynced included
 	Bytes    int64  // total size of the segments
 	// Dropped counts unacknowledged records ever lost to the size bound or
 	// to corruption; it survives restarts.
@@ -175,7 +176,6 @@ type Spool struct {
 		f    *os.File
 		seg  *segment // nil: the next Append starts a segment
 		size int64    // bytes written to seg, the pending ones included
-		next uint64   // seq of the next record written: st.next plus pending
 		// pending are records written to seg and not yet fsynced, and so
 		// not yet in it for readers.
 		pending pending
@@ -196,10 +196,13 @@ type Spool struct {
 
 	// mu guards what follows. Read holds it while reading the files, so a
 	// segment is never deleted under a reader.
-	mu        sync.Mutex
-	closed    bool
-	segs      []*segment // oldest first; each holds at least one record
-	st        state      // st.next is NextSeq
+	mu     sync.Mutex
+	closed bool
+	segs   []*segment // oldest first; each holds at least one record
+	st     state      // st.next: the first seq not yet readable
+	// written is the seq of the next record Append writes: st.next plus the
+	// records pending in w. It changes under appendMu and mu both.
+	written   uint64
 	recovered Recovery
 }
 
@@ -334,7 +337,7 @@ func (s *Spool) recover() error {
 	st.next, st.gaps = next, gaps
 	s.st = st
 
-	s.w.next = next
+	s.written = next
 	// Keep appending to the last segment unless its records do not run up
 	// to next (then the next Append starts a segment named next).
 	if n := len(s.segs); n > 0 {
@@ -486,7 +489,7 @@ func (s *Spool) Append(data ...[]byte) (first, last uint64, err error) {
 	if s.w.err != nil {
 		return 0, 0, s.w.err
 	}
-	first = s.w.next
+	first = s.written // only Append and SkipTo move it, under appendMu
 	if err := s.makeRoom(batch + s.w.pending.size); err != nil {
 		return 0, 0, fmt.Errorf("append: %w", err)
 	}
@@ -526,7 +529,9 @@ func (s *Spool) Append(data ...[]byte) (first, last uint64, err error) {
 		return 0, 0, fmt.Errorf("append: %w", err)
 	}
 	s.w.size += batch
-	s.w.next = first + uint64(len(data))
+	s.mu.Lock()
+	s.written = first + uint64(len(data))
+	s.mu.Unlock()
 	p := &s.w.pending
 	p.n += uint64(len(data))
 	p.size += batch
@@ -539,7 +544,7 @@ func (s *Spool) Append(data ...[]byte) (first, last uint64, err error) {
 	case s.w.timer == nil:
 		s.w.timer = time.AfterFunc(time.Until(s.w.synced.Add(s.opts.SyncEvery)), s.publishLater)
 	}
-	return first, s.w.next - 1, nil
+	return first, first + uint64(len(data)) - 1, nil
 }
 
 // publish fsyncs the records written since the last publish and makes them
@@ -571,7 +576,7 @@ func (s *Spool) publish() error {
 	g.n += p.n
 	g.size += p.size
 	g.index = append(g.index, p.index...)
-	s.st.next = s.w.next
+	s.st.next = s.written
 	s.mu.Unlock()
 	s.w.pending = pending{index: p.index[:0]}
 
@@ -844,9 +849,8 @@ func (s *Spool) SkipTo(next uint64) error {
 		return fmt.Errorf("skip to seq %d: %w", next, err)
 	}
 	s.mu.Lock()
-	s.st.next, s.st.gaps = st.next, st.gaps
+	s.st.next, s.st.gaps, s.written = st.next, st.gaps, st.next
 	s.mu.Unlock()
-	s.w.next = st.next
 	// Seqs are consecutive within a segment: the next Append starts one.
 	if s.w.f != nil {
 		s.w.f.Close()
@@ -860,7 +864,9 @@ func (s *Spool) SkipTo(next uint64) error {
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{NextSeq: s.st.next, AckedSeq: s.st.acked, Dropped: s.st.dropped, Bytes: s.bytesLocked(), Recovered: s.recovered}
+	st := Stats{NextSeq: s.written, Unsynced: s.written - s.st.next, AckedSeq: s.st.acked, Dropped: s.st.dropped,
+		Bytes: s.bytesLocked(), Recovered: s.recovered}
+	st.Depth = st.Unsynced
 	for _, g := range s.segs {
 		st.Depth += g.unackedAfter(s.st.acked)
 	}

@@ -901,8 +901,8 @@ func TestSyncEvery(t *testing.T) {
 	if got := seqs(readAll(t, s, 1)); !slices.Equal(got, seqRange(1, 3)) {
 		t.Errorf("before the timer's fsync, Read = %v, want 1…3 only", got)
 	}
-	if st := s.Stats(); st.NextSeq != 4 {
-		t.Errorf("before the timer's fsync, Stats().NextSeq = %d, want 4", st.NextSeq)
+	if st := s.Stats(); st.NextSeq != 7 || st.Unsynced != 3 || st.Depth != 6 {
+		t.Errorf("before the timer's fsync, Stats() = %+v, want NextSeq 7, Unsynced 3, Depth 6", st)
 	}
 	select {
 	case <-s.Notify():
@@ -911,6 +911,9 @@ func TestSyncEvery(t *testing.T) {
 	}
 	if got := seqs(readAll(t, s, 1)); !slices.Equal(got, seqRange(1, 6)) {
 		t.Fatalf("after the timer's fsync, Read = %v, want 1…6", got)
+	}
+	if st := s.Stats(); st.NextSeq != 7 || st.Unsynced != 0 {
+		t.Errorf("after the timer's fsync, Stats() = %+v, want NextSeq 7, Unsynced 0", st)
 	}
 
 	app(7, 2) // pending again; SkipTo publishes it before skipping
