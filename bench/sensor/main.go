@@ -38,9 +38,10 @@
 // while the storm runs, so its CPU is shown too: on a 2-core VM both
 // processes take from the workload. With -reserve-cpu N the Console, the
 // Defender and this program run on CPU N only and the storms' processes, with
-// and without the Defender, on the other CPUs, every thread of them: a node that reserves CPUs for its system agents
-// (kubelet's reservedSystemCPUs, systemd's CPUAffinity), and a measure of the
-// Defender's cost to the workload that the Console's ingest does not blur.
+// and without the Defender, on the other CPUs, every thread of them: a node
+// that reserves CPUs for its system agents (kubelet's reservedSystemCPUs,
+// systemd's CPUAffinity), and a measure of the Defender's cost to the
+// workload that the Console's ingest does not blur.
 //
 //	sudo go run ./bench/sensor
 //	sudo go run ./bench/sensor -parallel 2
@@ -63,6 +64,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -317,6 +319,7 @@ type result struct {
 	captured     int
 	unique       int // exec: distinct markers among captured
 	lostK, lostU uint64
+	lostProbes   map[string]uint64 // kernel loss stored by the Console, by probe kind
 }
 
 // proc is a process this program started; it is only ever signalled by its
@@ -677,6 +680,12 @@ func (b *bench) count(ctx context.Context, results []*result) error {
 			}
 			r.lostK += l.Kernel
 			r.lostU += l.User
+			if l.Kernel > 0 {
+				if r.lostProbes == nil {
+					r.lostProbes = map[string]uint64{}
+				}
+				r.lostProbes[l.Probe] += l.Kernel
+			}
 			return nil
 		})
 		if err != nil {
@@ -812,6 +821,15 @@ func printReport(w io.Writer, o options, b *bench, results []*result, loadStart,
 			r.storm, r.rep, secs(r.base), secs(r.with), r.with.Seconds()/r.base.Seconds(), secs(r.baseCPU), secs(r.withCPU), r.captured, r.ops, uniq,
 			r.lostK, r.lostU, r.stLostK, r.stLostU, pct(r.idleCPU), pct(r.stormCPU), pct(r.consoleCPU),
 			r.spooled, secs(r.drain), r.drainCPU, per, mib(r.idleRSS), mib(r.peakRSS))
+	}
+	for _, r := range results {
+		var by []string
+		for _, probe := range slices.Sorted(maps.Keys(r.lostProbes)) {
+			by = append(by, fmt.Sprintf("%s %d", probe, r.lostProbes[probe]))
+		}
+		if len(by) > 0 {
+			fmt.Fprintf(w, "\nKernel loss by probe kind (stored), %s #%d: %s.\n", r.storm, r.rep, strings.Join(by, ", "))
+		}
 	}
 }
 
