@@ -216,9 +216,9 @@ type segment struct {
 	rf    *os.File
 }
 
-// pending are records the active segment holds but does not publish yet.
+// pending are records the active segment holds but does not publish yet:
+// the seqs from st.next to written.
 type pending struct {
-	n     uint64
 	size  int64
 	index []int64 // offsets to add to segment.index
 }
@@ -533,7 +533,6 @@ func (s *Spool) Append(data ...[]byte) (first, last uint64, err error) {
 	s.written = first + uint64(len(data))
 	s.mu.Unlock()
 	p := &s.w.pending
-	p.n += uint64(len(data))
 	p.size += batch
 	p.index = append(p.index, index...)
 	switch {
@@ -554,10 +553,12 @@ func (s *Spool) publish() error {
 		s.w.timer.Stop()
 		s.w.timer = nil
 	}
-	p := s.w.pending
-	if p.n == 0 {
+	// written and st.next move only under appendMu, which the caller holds.
+	n := s.written - s.st.next
+	if n == 0 {
 		return nil
 	}
+	p := s.w.pending
 	g := s.w.seg
 	if !s.opts.NoSync {
 		if err := s.w.f.Sync(); err != nil {
@@ -573,7 +574,7 @@ func (s *Spool) publish() error {
 		s.segs = append(s.segs, g)
 		s.w.published = true
 	}
-	g.n += p.n
+	g.n += n
 	g.size += p.size
 	g.index = append(g.index, p.index...)
 	s.st.next = s.written
