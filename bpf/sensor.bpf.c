@@ -378,7 +378,7 @@ int rtp_fork(struct bpf_raw_tracepoint_args *ctx)
 /* Reads a user path into path (laid out as an LPM key behind plen) and says
  * whether it is to be reported: relative paths always (user space joins them
  * with the cwd or dfd and filters), absolute ones under a watched prefix.
- * *len is the path's length with its NUL. */
+ * *len, if len is given, is the path's length with its NUL. */
 static __always_inline int read_path(__u32 *plen, char *path, const char *up, __u32 rel_flag,
 				     __u32 *flags, __u32 *len)
 {
@@ -389,7 +389,8 @@ static __always_inline int read_path(__u32 *plen, char *path, const char *up, __
 		count_loss(BW_K_MAX + BW_K_FILE);
 		return 0;
 	}
-	*len = n;
+	if (len)
+		*len = n;
 	if (path[0] != '/') {
 		*flags |= rel_flag;
 		return 1;
@@ -415,7 +416,7 @@ static __always_inline int file_event(__u32 op, int dfd, const char *p1, int dfd
 		return 0;
 	/* The paths first: most writes are outside the watched paths, and
 	 * those need no header. */
-	__u32 flags = 0, len1 = 1, len2 = 1;
+	__u32 flags = 0, len1 = 1;
 	r->path[0] = 0;
 	r->path2[0] = 0;
 	int match = 0;
@@ -423,7 +424,7 @@ static __always_inline int file_event(__u32 op, int dfd, const char *p1, int dfd
 		match = read_path(&r->plen, r->path, p1, F_PATH_REL, &flags, &len1);
 	else
 		flags |= F_BY_FD;
-	if (p2 && read_path(&r->plen2, r->path2, p2, F_PATH2_REL, &flags, &len2))
+	if (p2 && read_path(&r->plen2, r->path2, p2, F_PATH2_REL, &flags, NULL))
 		match = 1;
 	if (!p1 && !p2)
 		match = 1; /* by fd: user space resolves and filters */
