@@ -25,8 +25,8 @@
 //     sees it. fanotify does not say whether an open is for writing: syscall
 //     tracepoints record each target thread's open flags while it is inside
 //     open*() or execve*(); they are attached while a fanotify group exists,
-//     and cost nothing when none does. Allowed files are cached in the kernel with
-//     ignore marks, so a file is judged once per container.
+//     and cost nothing when none does. Allowed files are cached in the
+//     kernel with ignore marks, so a file is judged once per container.
 //   - cgroup BPF connect4/6, sendmsg4/6 (datagrams sent without connect)
 //     and bind4/6 programs attached to the container's cgroup2 directory,
 //     for connect and bind.
