@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"bulwark/internal/defender"
+	"bulwark/internal/freeport"
 )
 
 const adminPassword = "e2e-admin-password"
@@ -50,14 +50,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort is a loopback port for a process this test starts; see package
+// freeport for why not port 0's.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // proc is a process this test started; it is killed (by its PID) at the end.

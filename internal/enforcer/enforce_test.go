@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"bulwark/internal/freeport"
 	"bulwark/internal/runtime/runctest"
 )
 
@@ -384,10 +385,9 @@ sleep 1`))
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"bulwark/internal/freeport"
 )
 
 // Proc is a process a benchmark started; it is only ever signalled by its
@@ -76,15 +77,9 @@ func (p *Proc) Stop(grace time.Duration) {
 	}
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 a moment ago.
-func FreePort() (int, error) {
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a TCP port free on 127.0.0.1 a moment ago, outside the
+// kernel's ephemeral range (package freeport).
+func FreePort() (int, error) { return freeport.Get() }
 
 // CPUTicks is utime+stime of a process in clock ticks, from /proc/<pid>/stat.
 func CPUTicks(pid int) (int64, error) {
