@@ -10,6 +10,7 @@
 package freeport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -46,8 +47,8 @@ func Get() (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	for range 200 {
-		r := candidates[rand.IntN(len(candidates))]
-		port := r[0] + rand.IntN(r[1]-r[0]+1)
+		r := candidates[rand.IntN(len(candidates))] //nolint:gosec // a port to try, not a secret
+		port := r[0] + rand.IntN(r[1]-r[0]+1)       //nolint:gosec // a port to try, not a secret
 		if given[port] || !free(port) {
 			continue
 		}
@@ -59,7 +60,7 @@ func Get() (int, error) {
 
 // free reports whether port can be listened on at 127.0.0.1 right now.
 func free(port int) bool {
-	ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return false
 	}
