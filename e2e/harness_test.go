@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"bulwark/internal/defender"
-	"bulwark/internal/freeport"
+	"bulwark/internal/porttest"
 )
 
 const adminPassword = "e2e-admin-password"
@@ -51,10 +51,10 @@ func TestMain(m *testing.M) {
 }
 
 // freePort is a loopback port for a process this test starts; see package
-// freeport for why not port 0's.
+// porttest for why not port 0's.
 func freePort(t testing.TB) int {
 	t.Helper()
-	port, err := freeport.Get()
+	port, err := porttest.Free()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,8 +66,8 @@ func LayerOf(path string) Layer {
 		return Unknown
 	}
 	first, sub, _ := strings.Cut(elem, "/")
-	if strings.HasSuffix(sub, "test") || first == "archtest" {
-		return Tooling // consoletest, storetest…: test helpers may reach across
+	if strings.HasSuffix(sub, "test") || strings.HasSuffix(first, "test") {
+		return Tooling // consoletest, storetest, porttest…: test helpers may reach across
 	}
 	for _, set := range []struct {
 		names []string

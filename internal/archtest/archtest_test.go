@@ -54,6 +54,8 @@ func TestCheckCatchesViolations(t *testing.T) {
 		{"prod imports test helper", Package{"bulwark/internal/console", []string{"bulwark/internal/store/storetest"}}, "test helpers"},
 		{"adapter imports runctest", Package{"bulwark/internal/enforcer", []string{"bulwark/internal/runtime/runctest"}}, "test helpers"},
 		{"runctest imports its adapter", Package{"bulwark/internal/runtime/runctest", []string{"bulwark/internal/runtime", "bulwark/internal/event"}}, ""},
+		{"adapter imports porttest", Package{"bulwark/internal/channel", []string{"bulwark/internal/porttest"}}, "test helpers"},
+		{"bench imports porttest", Package{"bulwark/bench/internal/benchkit", []string{"bulwark/internal/porttest"}}, ""},
 		{"unclassified package", Package{"bulwark/internal/misc", nil}, "not classified"},
 		{"domain imports strings", Package{"bulwark/internal/auth", []string{"strings", "bulwark/internal/audit"}}, ""},
 		{"adapter imports domain and api", Package{"bulwark/internal/httpapi", []string{"bulwark/internal/store", "bulwark/api", "net/http"}}, ""},

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"bulwark/internal/freeport"
+	"bulwark/internal/porttest"
 	"bulwark/internal/runtime/runctest"
 )
 
@@ -385,7 +385,7 @@ sleep 1`))
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	port, err := freeport.Get()
+	port, err := porttest.Free()
 	if err != nil {
 		t.Fatal(err)
 	}

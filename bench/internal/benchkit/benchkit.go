@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"bulwark/internal/freeport"
+	"bulwark/internal/porttest"
 )
 
 // Proc is a process a benchmark started; it is only ever signalled by its
@@ -78,8 +78,8 @@ func (p *Proc) Stop(grace time.Duration) {
 }
 
 // FreePort returns a TCP port free on 127.0.0.1 a moment ago, outside the
-// kernel's ephemeral range (package freeport).
-func FreePort() (int, error) { return freeport.Get() }
+// kernel's ephemeral range (package porttest).
+func FreePort() (int, error) { return porttest.Free() }
 
 // CPUTicks is utime+stime of a process in clock ticks, from /proc/<pid>/stat.
 func CPUTicks(pid int) (int64, error) {

@@ -1,4 +1,4 @@
-package freeport
+package porttest
 
 import (
 	"net"
@@ -10,7 +10,7 @@ func TestGet(t *testing.T) {
 	lo, hi := ephemeralRange()
 	seen := map[int]bool{}
 	for range 50 {
-		port, err := Get()
+		port, err := Free()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +51,7 @@ func TestGetSkipsTakenPorts(t *testing.T) {
 		taken[p] = true
 	}
 	for range 200 {
-		port, err := Get()
+		port, err := Free()
 		if err != nil {
 			t.Fatal(err)
 		}

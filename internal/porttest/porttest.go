@@ -1,4 +1,4 @@
-// Package freeport hands tests and benchmarks loopback TCP ports to give to a
+// Package porttest hands tests and benchmarks loopback TCP ports to give to a
 // process they start.
 //
 // A port found by listening on port 0 comes from the kernel's ephemeral range,
@@ -7,7 +7,7 @@
 // by a connection before the process binds it. Ports from here are below (or
 // above) the ephemeral range, free on 127.0.0.1 when returned, and never
 // returned twice by one process.
-package freeport
+package porttest
 
 import (
 	"context"
@@ -30,9 +30,9 @@ var (
 	given = map[int]bool{}
 )
 
-// Get returns a TCP port free on 127.0.0.1 outside the kernel's ephemeral
+// Free returns a TCP port free on 127.0.0.1 outside the kernel's ephemeral
 // range.
-func Get() (int, error) {
+func Free() (int, error) {
 	lo, hi := ephemeralRange()
 	var candidates [][2]int // [first, last]
 	if lo-1 >= lowest {
