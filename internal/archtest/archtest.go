@@ -39,7 +39,7 @@ var (
 	domains = []string{"auth", "audit", "store", "inventory", "policy", "collection", "compliance", "vuln", "event", "runtimepolicy"}
 	// adapters may import the wire contracts in bulwark/api.
 	adapters   = []string{"sqlite", "postgres", "httpapi", "channel", "sensor", "enforcer", "runtime", "shim", "admission", "registry", "sbom", "waas", "cnns", "alert", "pki", "spool"}
-	libraries  = []string{"credential", "flagenv", "rego", "workload", "hostcfg", "k8s"}
+	libraries  = []string{"credential", "flagenv", "rego", "workload", "hostcfg", "k8s", "ringwait"}
 	assemblies = []string{"console", "defender", "cli"}
 )
 

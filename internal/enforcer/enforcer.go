@@ -72,6 +72,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+
+	"bulwark/internal/ringwait"
 )
 
 // Defaults for Config fields left zero.
@@ -131,6 +133,8 @@ type Enforcer struct {
 	names   atomic.Pointer[map[uint64]string]
 	closed  bool
 	groups  sync.Map // *fanGroup → struct{}: the watchdog's view
+	nGroups atomic.Int64
+	regroup chan struct{} // nudges the watchdog when a group comes or goes
 
 	events chan Prevented
 	stats  struct {
@@ -179,6 +183,7 @@ func New(cfg Config, logger *slog.Logger) (*Enforcer, error) {
 		cfg: cfg, logger: logger, cgroupRoot: root, bootNs: bootNs(), selfPID: os.Getpid(),
 		applied: map[uint64]*applied{},
 		events:  make(chan Prevented, cfg.EventBuffer),
+		regroup: make(chan struct{}, 1),
 		ctx:     ctx, cancel: cancel,
 	}
 	e.names.Store(&map[uint64]string{})
@@ -192,7 +197,7 @@ func New(cfg Config, logger *slog.Logger) (*Enforcer, error) {
 		c := mech.For(kind)
 		logger.Info("enforcer: mechanism", "kind", kind, "mechanism", c.Mechanism, "reason", c.Reason)
 	}
-	if k.rd != nil {
+	if k.ring != nil {
 		e.wg.Go(e.readRing)
 	}
 	e.wg.Go(e.watchdog)
@@ -264,7 +269,14 @@ func (e *Enforcer) Close() error {
 func (e *Enforcer) readRing() {
 	var rec ringbuf.Record
 	for {
-		if err := e.k.rd.ReadInto(&rec); err != nil {
+		ok, err := e.k.ring.Read(&rec)
+		if err == nil && !ok {
+			err = e.k.ring.Wait(e.ctx, time.Time{})
+			if err == nil {
+				continue
+			}
+		}
+		if err != nil {
 			if errors.Is(err, os.ErrClosed) || e.ctx.Err() != nil {
 				return
 			}
@@ -313,8 +325,7 @@ type kernel struct {
 	tpLinks []link.Link
 	// cgroup BPF programs, attached to each target's cgroup by Apply.
 	cgConnect, cgBind []cgProg
-	rd                *ringbuf.Reader
-	readerClosed      bool
+	ring              *ringwait.Reader
 }
 
 // cgProg is a cgroup BPF program and where it attaches.
@@ -368,11 +379,10 @@ func (k *kernel) lost() uint64 {
 }
 
 func (k *kernel) closeReader() error {
-	if k.rd == nil || k.readerClosed {
+	if k.ring == nil {
 		return nil
 	}
-	k.readerClosed = true
-	return k.rd.Close()
+	return k.ring.Close()
 }
 
 func (k *kernel) close() error {

@@ -12,9 +12,10 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"bulwark/internal/ringwait"
 )
 
 // lsmListPath lists the kernel's active LSMs (securityfs).
@@ -171,8 +172,8 @@ func loadKernel(cfg Config, logger *slog.Logger) (*kernel, Mechanisms, error) {
 		m.Bind = c
 	}
 
-	if k.rd, err = ringbuf.NewReader(k.maps.Events); err != nil {
-		return nil, m, fmt.Errorf("open ring buffer: %w", err)
+	if k.ring, err = ringwait.New(k.maps.Events); err != nil {
+		return nil, m, err
 	}
 	ok = true
 	return k, m, nil

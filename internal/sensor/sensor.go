@@ -70,6 +70,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"bulwark/internal/event"
+	"bulwark/internal/ringwait"
 )
 
 // drainEvery bounds how long a record waits in the ring buffer at low rates
@@ -145,7 +146,7 @@ type Sensor struct {
 	objs   sensorMaps
 	progs  []*ebpf.Program
 	links  []link.Link
-	rd     *ringbuf.Reader
+	ring   *ringwait.Reader
 	probes []ProbeStatus
 	pc     *procConnector // non-nil: the fallback runs instead of BPF
 
@@ -156,8 +157,6 @@ type Sensor struct {
 
 	closeOnce sync.Once
 	closeErr  error
-	ringMu    sync.RWMutex // held for writing while the reader closes: AvailableBytes reads its mapping
-	ringGone  bool
 }
 
 // New loads the BPF programs and attaches every probe it can.
@@ -299,8 +298,8 @@ func (s *Sensor) loadBPF() error {
 	if active == 0 {
 		return fmt.Errorf("no probe attached (first error: %s)", s.probes[0].Error)
 	}
-	if s.rd, err = ringbuf.NewReader(s.objs.Events); err != nil {
-		return fmt.Errorf("open ring buffer: %w", err)
+	if s.ring, err = ringwait.New(s.objs.Events); err != nil {
+		return err
 	}
 	return nil
 }
@@ -437,49 +436,20 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 	if s.pc != nil {
 		return s.pc.run(ctx, s, out)
 	}
-	// The reader waits in Go's netpoller, not in a blocking epoll_wait: a
-	// goroutine blocked in a system call keeps its P until the runtime
-	// takes it back, and each take-back kept the runtime's monitor thread
-	// polling every 20 µs — a quarter of a busy Defender's CPU. ReadInto then
-	// never blocks (its deadline is in the past): it returns
-	// os.ErrDeadlineExceeded once the ring buffer is empty.
-	fd, err := unix.FcntlInt(uintptr(s.objs.Events.FD()), unix.F_DUPFD_CLOEXEC, 0) //nolint:gosec // G115: a file descriptor
-	if err != nil {
-		return fmt.Errorf("sensor: ring buffer fd: %w", err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("sensor: ring buffer fd: %w", err)
-	}
-	ring := os.NewFile(uintptr(fd), "sensor ring buffer") //nolint:gosec // G115: a file descriptor
-	defer ring.Close()
-	rc, err := ring.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("sensor: ring buffer fd: %w", err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = ring.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	s.rd.SetDeadline(time.Unix(1, 0))
-
-	pending := func(uintptr) bool {
-		s.ringMu.RLock()
-		defer s.ringMu.RUnlock()
-		return s.ringGone || s.rd.AvailableBytes() > 0
-	}
 	var rec ringbuf.Record
 	var r record
 	lastRecord := time.Now()
 	for {
 		for {
-			err := s.rd.ReadInto(&rec)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break // empty
-			}
+			ok, err := s.ring.Read(&rec)
 			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, os.ErrClosed) || errors.Is(err, ringbuf.ErrClosed) {
+				if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
 					return nil
 				}
 				return fmt.Errorf("sensor: read ring buffer: %w", err)
+			}
+			if !ok {
+				break // empty
 			}
 			lastRecord = time.Time{}
 			if err := s.dec.decode(rec.RawSample, &r); err != nil {
@@ -506,25 +476,11 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 		if now.Sub(lastRecord) >= idleAfter {
 			wait = idleDrainEvery
 		}
-		if err := ring.SetReadDeadline(now.Add(wait)); errors.Is(err, os.ErrNoDeadline) {
-			// Not pollable here (the netpoller refused the fd): look
-			// every wait instead of being woken.
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
-			continue
-		} else if err != nil {
-			return fmt.Errorf("sensor: ring buffer fd: %w", err)
-		}
-		if err := rc.Read(pending); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			if ctx.Err() != nil {
+		if err := s.ring.Wait(ctx, now.Add(wait)); err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("sensor: wait for the ring buffer: %w", err)
+			return fmt.Errorf("sensor: %w", err)
 		}
 	}
 }
@@ -658,11 +614,8 @@ func (s *Sensor) kernelLoss() [2 * kMax]uint64 {
 func (s *Sensor) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		if s.rd != nil {
-			s.ringMu.Lock()
-			s.ringGone = true
-			errs = append(errs, s.rd.Close())
-			s.ringMu.Unlock()
+		if s.ring != nil {
+			errs = append(errs, s.ring.Close())
 		}
 		errs = append(errs, s.closeBPF())
 		if s.pc != nil {
