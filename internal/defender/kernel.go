@@ -411,42 +411,62 @@ func cgroupOf(procRoot string, pid int) (string, error) {
 	return "", errors.New("no cgroup2 line")
 }
 
-// watch keeps the defense's list of containers current. The cgroup tree's
-// counts change when a cgroup is created or removed; for a while after (a
-// new container's runc state is written once its init is set up), the runc
-// state roots are looked at on every poll, and the containers are listed
-// again whenever their state files changed, and every relistEvery anyway.
+// watch keeps the defense's list of containers current. A cgroup created or
+// removed (inotify on the cgroup tree; where that fails, cgroup.stat's counts
+// looked at every poll) starts a while in which the runc state roots are
+// looked at every poll (a new container's runc state is written once its
+// init is set up); the containers are listed again whenever their state
+// files changed, and every relistEvery anyway. Nothing wakes while nothing
+// changes.
 func (k *kernelEnforcer) watch(ctx context.Context, d *defense) {
 	const (
 		poll        = 50 * time.Millisecond
 		settle      = 3 * time.Second
 		relistEvery = 30 * time.Second
 	)
+	cgroups, err := watchCgroups(ctx, k.cgroupRoot, k.logger)
+	if err != nil {
+		k.logger.Warn("defense: cannot watch the cgroup tree; looking at its counts every 50ms instead", "error", err)
+	}
 	t := time.NewTicker(poll)
 	defer t.Stop()
+	if cgroups != nil {
+		t.Stop() // until a cgroup changes
+	}
+	relist := time.NewTicker(relistEvery)
+	defer relist.Stop()
 	cgStamp, _ := cgroupStamp(k.cgroupRoot)
 	stStamp := stateStamp(k.rcfg.RuncRoots)
-	var changed, listedAt time.Time
+	var changed time.Time
 	for {
+		list := false
 		select {
 		case <-ctx.Done():
 			return
+		case <-cgroups:
+			changed = time.Now()
+			t.Reset(poll)
+		case <-relist.C:
+			list = true
 		case now := <-t.C:
-			if s, ok := cgroupStamp(k.cgroupRoot); ok && s != cgStamp {
-				cgStamp, changed = s, now
+			if cgroups == nil {
+				if s, ok := cgroupStamp(k.cgroupRoot); ok && s != cgStamp {
+					cgStamp, changed = s, now
+				}
 			}
-			relist := now.Sub(listedAt) >= relistEvery
 			if now.Sub(changed) < settle {
 				if s := stateStamp(k.rcfg.RuncRoots); s != stStamp {
-					stStamp, relist = s, true
+					stStamp, list = s, true
 				}
+			} else if cgroups != nil {
+				t.Stop()
 			}
-			if relist {
-				if cs, ok := k.list(); ok {
-					d.containersRunning(cs)
-				}
-				listedAt = now
+		}
+		if list {
+			if cs, ok := k.list(); ok {
+				d.containersRunning(cs)
 			}
+			relist.Reset(relistEvery)
 		}
 	}
 }

@@ -123,6 +123,7 @@ func (e *Enforcer) newFanGroup(c *compiled, mask uint64) (*fanGroup, error) {
 	}
 	e.logger.Debug("enforcer: fanotify group", "container", c.t.ContainerID, "pid", c.t.PID, "mounts", n)
 	e.groups.Store(g, struct{}{})
+	e.groupsChanged(1)
 	e.wg.Go(g.run)
 	return g, nil
 }
@@ -516,18 +517,41 @@ func (g *fanGroup) close() error {
 		_ = g.f.Close()
 		<-g.done
 		g.e.groups.Delete(g)
+		g.e.groupsChanged(-1)
 	})
 	return nil
 }
 
-// watchdog answers fanotify events that wait past the decision timeout.
+// groupsChanged counts a fanotify group made (+1) or closed (-1) and tells
+// the watchdog.
+func (e *Enforcer) groupsChanged(delta int64) {
+	e.nGroups.Add(delta)
+	select {
+	case e.regroup <- struct{}{}:
+	default:
+	}
+}
+
+// watchdog answers fanotify events that wait past the decision timeout. It
+// ticks only while a fanotify group exists.
 func (e *Enforcer) watchdog() {
-	t := time.NewTicker(max(e.cfg.DecisionTimeout/4, 5*time.Millisecond))
+	every := max(e.cfg.DecisionTimeout/4, 5*time.Millisecond)
+	t := time.NewTicker(every)
 	defer t.Stop()
+	ticking := true
 	for {
+		switch n := e.nGroups.Load(); {
+		case n == 0 && ticking:
+			t.Stop()
+			ticking = false
+		case n > 0 && !ticking:
+			t.Reset(every)
+			ticking = true
+		}
 		select {
 		case <-e.ctx.Done():
 			return
+		case <-e.regroup:
 		case now := <-t.C:
 			e.groups.Range(func(k, _ any) bool {
 				k.(*fanGroup).expire(now) //nolint:forcetypeassert // only *fanGroup is stored
