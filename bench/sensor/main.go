@@ -16,7 +16,8 @@
 // (no Defender) with a run under a fresh Defender (its own install bundle and
 // state dir, --watch-paths the storm's directory): start it, wait until it is
 // connected and its spool is empty, measure its idle CPU (utime+stime from
-// /proc/<pid>/stat) and RSS over -idle, run the storm while sampling its RSS
+// /proc/<pid>/stat), wakeups (context switches of all its threads, from
+// /proc/<pid>/task/*/status) and RSS over -idle, run the storm while sampling its RSS
 // every 100 ms, wait until its spool has drained (status.json: depth 0 and
 // nextSeq stable), and stop it with SIGTERM. At the end the Console is
 // stopped and its SQLite store is read: process.exec events whose argv holds
@@ -303,6 +304,7 @@ type result struct {
 	defID            string
 
 	idleCPU    float64 // fraction of a core
+	idleWakes  float64 // context switches a second, all threads
 	idleRSS    int64   // kB
 	stormCPU   float64 // fraction of a core, during the storm
 	consoleCPU float64 // fraction of a core, during the storm
@@ -455,6 +457,10 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 	if err != nil {
 		return fail(err)
 	}
+	w0, err := benchkit.ContextSwitches(p.PID())
+	if err != nil {
+		return fail(err)
+	}
 	if err := benchkit.Sleep(ctx, b.o.idle); err != nil {
 		return err
 	}
@@ -462,7 +468,12 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 	if err != nil {
 		return fail(err)
 	}
+	w1, err := benchkit.ContextSwitches(p.PID())
+	if err != nil {
+		return fail(err)
+	}
 	r.idleCPU = float64(t1-t0) / clkTck / b.o.idle.Seconds()
+	r.idleWakes = float64(w1-w0) / b.o.idle.Seconds()
 	r.idleRSS, _ = memKB(p.PID(), "VmRSS")
 	st, err = defender.ReadStatus(state)
 	if err != nil {
@@ -490,7 +501,7 @@ func (b *bench) withDefender(ctx context.Context, r *result) error {
 	})
 	defer func() { stopSampling(); wg.Wait() }()
 
-	logf("%s #%d: storm with the Defender (idle %.2f%% of a core, %d kB)", r.storm, r.rep, 100*r.idleCPU, r.idleRSS)
+	logf("%s #%d: storm with the Defender (idle %.2f%% of a core, %.0f context switches/s, %d kB)", r.storm, r.rep, 100*r.idleCPU, r.idleWakes, r.idleRSS)
 	c0, _ := benchkit.CPUTicks(b.console.PID())
 	s0, _ := benchkit.CPUTicks(p.PID())
 	stormStart := time.Now()
@@ -770,11 +781,11 @@ func printReport(w io.Writer, o options, b *bench, results []*result, loadStart,
 	fmt.Fprintf(w, "The Console's data dir: %s; the storms' directory: %s.\n", b.dataDir, b.stormDir)
 	fmt.Fprintln(w)
 
-	fmt.Fprintln(w, "| storm | operations | wall without (median) | wall with (median) | ratio | workload CPU ratio | events produced | captured | lost kernel / user | capture | Defender CPU idle | Defender CPU under storm | RSS idle | RSS peak |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| storm | operations | wall without (median) | wall with (median) | ratio | workload CPU ratio | events produced | captured | lost kernel / user | capture | Defender CPU idle | Defender wakeups idle | Defender CPU under storm | RSS idle | RSS peak |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, storm := range o.storms {
 		var base, with, baseCPU, withCPU []time.Duration
-		var idle, busy []float64
+		var idle, busy, wakes []float64
 		var idleRSS []int64
 		var produced, captured int
 		var lk, lu, peak int64
@@ -785,6 +796,7 @@ func printReport(w io.Writer, o options, b *bench, results []*result, loadStart,
 			base, with = append(base, r.base), append(with, r.with)
 			baseCPU, withCPU = append(baseCPU, r.baseCPU), append(withCPU, r.withCPU)
 			idle, busy = append(idle, r.idleCPU), append(busy, r.stormCPU)
+			wakes = append(wakes, r.idleWakes)
 			idleRSS = append(idleRSS, r.idleRSS)
 			produced += r.ops
 			captured += r.captured
@@ -799,10 +811,10 @@ func printReport(w io.Writer, o options, b *bench, results []*result, loadStart,
 		if storm == "write" {
 			name = "open/write/close"
 		}
-		fmt.Fprintf(w, "| %s | %d per run, %d runs | %s | %s | %.3f | %.3f | %d | %d | %d / %d | %.2f %% | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %d per run, %d runs | %s | %s | %.3f | %.3f | %d | %d | %d / %d | %.2f %% | %s | %.0f/s | %s | %s | %s |\n",
 			name, opsOf(results, storm), len(base), secs(benchkit.Median(base)), secs(benchkit.Median(with)),
 			benchkit.Median(with).Seconds()/benchkit.Median(base).Seconds(), benchkit.Median(withCPU).Seconds()/benchkit.Median(baseCPU).Seconds(), produced, captured, lk, lu,
-			100*float64(captured)/float64(produced), pct(benchkit.Median(idle)), pct(benchkit.Median(busy)), mib(benchkit.Median(idleRSS)), mib(peak))
+			100*float64(captured)/float64(produced), pct(benchkit.Median(idle)), benchkit.Median(wakes), pct(benchkit.Median(busy)), mib(benchkit.Median(idleRSS)), mib(peak))
 	}
 
 	fmt.Fprintln(w, "\nEvery run:")

@@ -100,6 +100,33 @@ func CPUTicks(pid int) (int64, error) {
 	return u + s, errors.Join(err1, err2)
 }
 
+// ContextSwitches is the voluntary and involuntary context switches of every
+// thread of a process so far, from /proc/<pid>/task/*/status: how often it
+// woke. Threads that ended are not counted.
+func ContextSwitches(pid int) (int64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, t := range tasks {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		for line := range strings.Lines(string(raw)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("/proc/%d/task/%s/status: %s: %w", pid, t.Name(), k, err)
+				}
+				n += c
+			}
+		}
+	}
+	return n, nil
+}
+
 // Sleep waits d, or until ctx ends.
 func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
