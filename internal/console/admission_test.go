@@ -2,11 +2,20 @@ package console_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"log/slog"
+	"math/big"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime/metrics"
 	"slices"
 	"strings"
@@ -291,5 +300,119 @@ func TestAdmissionGC(t *testing.T) {
 	c.Stop()
 	if p, l := gogc(); p != p0 || l != l0 {
 		t.Errorf("after Stop: GOGC %d, limit %d; want %d and %d as before", p, l, p0, l0)
+	}
+}
+
+// testCA makes a CA and a client certificate (ExtKeyUsageClientAuth) it
+// signs, as an administrator would for the API server's webhook kubeconfig.
+func testCA(t testing.TB, name string) (caPEM []byte, client tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestAdmissionClientCertificate: with --admission-client-ca the listener
+// takes reviews only from a client whose certificate that CA signed.
+func TestAdmissionClientCertificate(t *testing.T) {
+	caPEM, apiServer := testCA(t, "API server client CA")
+	_, stranger := testCA(t, "another CA")
+	file := filepath.Join(t.TempDir(), "admission-client-ca.pem")
+	if err := os.WriteFile(file, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := consoletest.Start(t, consoletest.WithAdmission(), consoletest.WithConfig(func(cfg *console.Config) { cfg.AdmissionClientCAFile = file }))
+	client := func(certs ...tls.Certificate) *http.Client {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(c.CACertPEM())
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true,
+		}}
+	}
+	pod := admissiontest.Pod("shop", "web-0", admissiontest.PrivilegedSpec())
+	for name, cl := range map[string]*http.Client{"no client certificate": client(), "a certificate of another CA": client(stranger)} {
+		resp, err := cl.Post(c.AdmissionURL, "application/json", bytes.NewReader(admissiontest.Review(admissiontest.Request("refused", admissionv1.Create, pod, nil))))
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("a review with %s was answered %s; want the TLS handshake refused", name, resp.Status)
+		}
+	}
+	resp := sendReview(t, client(apiServer), c.AdmissionURL, admissiontest.Request("mtls-ok", admissionv1.Create, pod, nil))
+	if !resp.Allowed {
+		t.Errorf("the API server's review under the built-in (audit) policy: %+v, want allowed", resp)
+	}
+	var audits []audit.Admission
+	waitFor(t, "the admission audit", 10*time.Second, func() bool {
+		audits, _ = getJSON[[]audit.Admission](t, c, "/api/v1/audits/admission")
+		return len(audits) > 0
+	})
+	time.Sleep(100 * time.Millisecond) // a refused review would be written as soon
+	audits, _ = getJSON[[]audit.Admission](t, c, "/api/v1/audits/admission")
+	if len(audits) != 1 || audits[0].UID != "mtls-ok" {
+		t.Errorf("admission audits = %+v, want the one review from the API server's certificate", audits)
+	}
+}
+
+// TestAdmissionClientCARefused: the Console CA (it signs every Defender's
+// certificate), a file without a certificate, or a client CA without the
+// admission listener stop the Console at start with the reason.
+func TestAdmissionClientCARefused(t *testing.T) {
+	dataDir := t.TempDir()
+	consoletest.Start(t, consoletest.WithDataDir(dataDir)).Stop()
+	empty := filepath.Join(t.TempDir(), "empty.pem")
+	if err := os.WriteFile(empty, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, file, addr, want string
+	}{
+		{"the Console CA", filepath.Join(dataDir, "pki", "ca.pem"), "127.0.0.1:0", "holds the Console CA"},
+		{"no certificate", empty, "127.0.0.1:0", "no PEM certificate"},
+		{"missing file", filepath.Join(dataDir, "nope.pem"), "127.0.0.1:0", "no such file"},
+		{"admission off", empty, "", "the admission controller is off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := console.Default()
+			cfg.DataDir, cfg.APIAddr, cfg.ChannelAddr = dataDir, "127.0.0.1:0", "127.0.0.1:0"
+			cfg.AdminPassword, cfg.BcryptCost = consoletest.AdminPassword, 4
+			cfg.AdmissionAddr, cfg.AdmissionClientCAFile = tc.addr, tc.file
+			c, err := console.New(t.Context(), cfg, "test", slog.New(slog.DiscardHandler))
+			if err == nil {
+				c.Close()
+				t.Fatalf("the Console started with admission client CA %s", tc.file)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to say %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -59,6 +59,11 @@ type Config struct {
 	// AdmissionHosts are extra DNS names or IPs of the admission listener's
 	// certificate, such as the Service's bulwark-admission.bulwark.svc.
 	AdmissionHosts []string
+	// AdmissionClientCAFile, when set, is a PEM file of the CA certificates
+	// whose client certificates the admission listener requires (the API
+	// server presents one from its webhook kubeconfig); empty: any TLS
+	// client may send reviews.
+	AdmissionClientCAFile string
 	// AdmissionAuditRetention is how many admission decisions are kept;
 	// 0 keeps all of them.
 	AdmissionAuditRetention int
@@ -111,8 +116,13 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.AdmissionAddr); err != nil {
 			errs = append(errs, fmt.Errorf("admission addr %q: want host:port, :port or empty (off)", c.AdmissionAddr))
 		}
-	} else if len(c.AdmissionHosts) > 0 {
-		errs = append(errs, errors.New("admission hosts: given, but the admission controller is off (set the admission addr)"))
+	} else {
+		if len(c.AdmissionHosts) > 0 {
+			errs = append(errs, errors.New("admission hosts: given, but the admission controller is off (set the admission addr)"))
+		}
+		if c.AdmissionClientCAFile != "" {
+			errs = append(errs, errors.New("admission client CA: given, but the admission controller is off (set the admission addr)"))
+		}
 	}
 	if c.AdmissionAuditRetention < 0 {
 		errs = append(errs, fmt.Errorf("admission audit retention %d: want 0 (keep all) or more", c.AdmissionAuditRetention))

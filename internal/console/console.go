@@ -3,6 +3,8 @@ package console
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -164,6 +166,13 @@ func (c *Console) startAdmission(ctx context.Context, now time.Time) error {
 	}
 	tlsCfg := pki.ServerTLSConfig(cert)
 	tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+	if f := c.cfg.AdmissionClientCAFile; f != "" {
+		pool, err := loadCAPool(f, c.ca.Certificate())
+		if err != nil {
+			return fmt.Errorf("admission client CA: %w", err)
+		}
+		tlsCfg.ClientCAs, tlsCfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
 	c.admissionHS = &http.Server{
 		Handler:           c.admission,
 		TLSConfig:         tlsCfg,
@@ -180,6 +189,37 @@ func (c *Console) startAdmission(ctx context.Context, now time.Time) error {
 	}
 	c.admissionLn = tls.NewListener(ln, tlsCfg)
 	return nil
+}
+
+// loadCAPool reads a PEM file of CA certificates; it must hold at least one,
+// and not the Console CA, whose client certificates are Defenders'.
+func loadCAPool(file string, consoleCA *x509.Certificate) (*x509.CertPool, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for rest := raw; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if cert.Equal(consoleCA) {
+			return nil, fmt.Errorf("%s holds the Console CA, which signs every Defender's client certificate: give the admission listener a CA of its own", file)
+		}
+		pool.AddCert(cert)
+	}
+	if pool.Equal(x509.NewCertPool()) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	return pool, nil
 }
 
 // apiCertificate is the administrator's certificate when configured, else one
