@@ -489,7 +489,7 @@ func (d *Defender) Status() Status {
 func (d *Defender) writeStatus() {
 	raw, err := json.MarshalIndent(d.Status(), "", "  ")
 	if err == nil {
-		err = writeFileAtomic(filepath.Join(d.cfg.StateDir, statusFile), append(raw, '\n'), 0o644)
+		err = writeFileView(filepath.Join(d.cfg.StateDir, statusFile), append(raw, '\n'), 0o644)
 	}
 	if err != nil {
 		d.logger.Warn("write status", slog.Any("err", err))
