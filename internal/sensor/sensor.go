@@ -73,18 +73,18 @@ import (
 	"bulwark/internal/ringwait"
 )
 
-// drainEvery bounds how long a record waits in the ring buffer at low rates
-// (the kernel wakes the reader only once a quarter of it is pending). Each
-// drain costs the Defender a few thread wakeups whatever it finds, so a
-// busy host is drained in batches: 40 ms held the Defender's context
-// switches in an exec storm to two thirds of what 10 ms cost. After
-// idleAfter without a record the reader looks every idleDrainEvery
-// instead: the first record after a quiet spell may wait that long.
-const (
-	drainEvery     = 40 * time.Millisecond
-	idleAfter      = time.Second
-	idleDrainEvery = 100 * time.Millisecond
-)
+// drainEvery bounds how long a record waits in the ring buffer while records
+// come: after a pass that read some, the reader waits at most drainEvery and
+// reads what was written meanwhile without a wakeup (the kernel otherwise
+// wakes it once a quarter of the buffer is pending). Each drain costs the
+// Defender a few thread wakeups whatever it finds, so a busy host is drained
+// in batches: 40 ms held the Defender's context switches in an exec storm to
+// two thirds of what 10 ms cost. After a pass that read nothing the reader
+// sets no timer: the programs force a wakeup for a record written to an
+// empty buffer drainEvery after the last such wakeup (emit in
+// bpf/sensor.bpf.c), so an idle Defender sleeps until there is something to
+// read.
+const drainEvery = 40 * time.Millisecond
 
 // DefaultRingBufferBytes is the ring buffer size when Config leaves it 0.
 // The reader maps its data pages twice (so that a record wrapping around
@@ -253,10 +253,11 @@ func (s *Sensor) loadBPF() error {
 		return fmt.Errorf("read BPF object: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = uint32(s.cfg.RingBufferBytes) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
-	if v, ok := spec.Variables["wakeup_bytes"]; ok {
-		if err := v.Set(uint64(s.cfg.RingBufferBytes / 4)); err != nil { //nolint:gosec // validated: a power of two up to 1 GiB
-			return fmt.Errorf("set wakeup threshold: %w", err)
-		}
+	if err := spec.Variables["wakeup_bytes"].Set(uint64(s.cfg.RingBufferBytes / 4)); err != nil { //nolint:gosec // validated: a power of two up to 1 GiB
+		return fmt.Errorf("set wakeup threshold: %w", err)
+	}
+	if err := spec.Variables["wake_after_ns"].Set(uint64(drainEvery)); err != nil {
+		return fmt.Errorf("set wakeup interval: %w", err)
 	}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return fmt.Errorf("create maps: %w", err)
@@ -278,7 +279,14 @@ func (s *Sensor) loadBPF() error {
 	repl := map[string]*ebpf.Map{
 		"events": s.objs.Events, "lost": s.objs.Lost, "pending": s.objs.Pending,
 		"scratch": s.objs.Scratch, "settings": s.objs.Settings, "watch": s.objs.Watch,
-		"readwatch": s.objs.Readwatch, "readfirst": s.objs.Readfirst,
+		"readwatch": s.objs.Readwatch, "readfirst": s.objs.Readfirst, "last_wakeup": s.objs.LastWakeup,
+	}
+	for name := range spec.Maps {
+		// Each program is loaded on its own (attach): a map left out here
+		// would be a copy of its own in every program.
+		if !strings.HasPrefix(name, ".") && repl[name] == nil {
+			return fmt.Errorf("sensor: map %s is not shared between the programs", name)
+		}
 	}
 	names := make([]string, 0, len(spec.Programs))
 	for name := range spec.Programs {
@@ -438,8 +446,8 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 	}
 	var rec ringbuf.Record
 	var r record
-	lastRecord := time.Now()
 	for {
+		read := 0
 		for {
 			ok, err := s.ring.Read(&rec)
 			if err != nil {
@@ -451,7 +459,7 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 			if !ok {
 				break // empty
 			}
-			lastRecord = time.Time{}
+			read++
 			if err := s.dec.decode(rec.RawSample, &r); err != nil {
 				s.userLoss.Add(1)
 				s.logger.Debug("sensor: undecodable record", "error", err, "bytes", len(rec.RawSample))
@@ -465,18 +473,14 @@ func (s *Sensor) Run(ctx context.Context, out func(kind string, at time.Time, rt
 		if ctx.Err() != nil {
 			return nil
 		}
-		// Until the kernel wakes the reader (a quarter of the ring buffer
-		// is pending) or drainEvery passes; records written without a
-		// wakeup are then read, if there are any.
-		now := time.Now()
-		if lastRecord.IsZero() {
-			lastRecord = now
+		// Records came: wait at most drainEvery for those written without
+		// a wakeup. None came for a whole drainEvery: the next record
+		// wakes the reader (see drainEvery).
+		var deadline time.Time
+		if read > 0 {
+			deadline = time.Now().Add(drainEvery)
 		}
-		wait := drainEvery
-		if now.Sub(lastRecord) >= idleAfter {
-			wait = idleDrainEvery
-		}
-		if err := s.ring.Wait(ctx, now.Add(wait)); err != nil {
+		if err := s.ring.Wait(ctx, deadline); err != nil {
 			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
 				return nil
 			}

@@ -68,6 +68,7 @@ type sensorWatchKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sensorMapEvents               = "events"
+	sensorMapLastWakeup           = "last_wakeup"
 	sensorMapLost                 = "lost"
 	sensorMapPending              = "pending"
 	sensorMapReadfirst            = "readfirst"
@@ -112,6 +113,7 @@ const (
 	sensorProgTpExec              = "tp_exec"
 	sensorProgTpExit              = "tp_exit"
 	sensorVarCwdWalk              = "cwd_walk"
+	sensorVarWakeAfterNs          = "wake_after_ns"
 	sensorVarWakeupBytes          = "wakeup_bytes"
 )
 
@@ -199,14 +201,15 @@ type sensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sensorMapSpecs struct {
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Lost      *ebpf.MapSpec `ebpf:"lost"`
-	Pending   *ebpf.MapSpec `ebpf:"pending"`
-	Readfirst *ebpf.MapSpec `ebpf:"readfirst"`
-	Readwatch *ebpf.MapSpec `ebpf:"readwatch"`
-	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
-	Settings  *ebpf.MapSpec `ebpf:"settings"`
-	Watch     *ebpf.MapSpec `ebpf:"watch"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	LastWakeup *ebpf.MapSpec `ebpf:"last_wakeup"`
+	Lost       *ebpf.MapSpec `ebpf:"lost"`
+	Pending    *ebpf.MapSpec `ebpf:"pending"`
+	Readfirst  *ebpf.MapSpec `ebpf:"readfirst"`
+	Readwatch  *ebpf.MapSpec `ebpf:"readwatch"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
+	Settings   *ebpf.MapSpec `ebpf:"settings"`
+	Watch      *ebpf.MapSpec `ebpf:"watch"`
 }
 
 // sensorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -214,6 +217,7 @@ type sensorMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sensorVariableSpecs struct {
 	CwdWalk     *ebpf.VariableSpec `ebpf:"cwd_walk"`
+	WakeAfterNs *ebpf.VariableSpec `ebpf:"wake_after_ns"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -237,19 +241,21 @@ func (o *sensorObjects) Close() error {
 //
 // It can be passed to loadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sensorMaps struct {
-	Events    *ebpf.Map `ebpf:"events"`
-	Lost      *ebpf.Map `ebpf:"lost"`
-	Pending   *ebpf.Map `ebpf:"pending"`
-	Readfirst *ebpf.Map `ebpf:"readfirst"`
-	Readwatch *ebpf.Map `ebpf:"readwatch"`
-	Scratch   *ebpf.Map `ebpf:"scratch"`
-	Settings  *ebpf.Map `ebpf:"settings"`
-	Watch     *ebpf.Map `ebpf:"watch"`
+	Events     *ebpf.Map `ebpf:"events"`
+	LastWakeup *ebpf.Map `ebpf:"last_wakeup"`
+	Lost       *ebpf.Map `ebpf:"lost"`
+	Pending    *ebpf.Map `ebpf:"pending"`
+	Readfirst  *ebpf.Map `ebpf:"readfirst"`
+	Readwatch  *ebpf.Map `ebpf:"readwatch"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
+	Settings   *ebpf.Map `ebpf:"settings"`
+	Watch      *ebpf.Map `ebpf:"watch"`
 }
 
 func (m *sensorMaps) Close() error {
 	return _SensorClose(
 		m.Events,
+		m.LastWakeup,
 		m.Lost,
 		m.Pending,
 		m.Readfirst,
@@ -265,6 +271,7 @@ func (m *sensorMaps) Close() error {
 // It can be passed to loadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sensorVariables struct {
 	CwdWalk     *ebpf.Variable `ebpf:"cwd_walk"`
+	WakeAfterNs *ebpf.Variable `ebpf:"wake_after_ns"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
