@@ -317,7 +317,11 @@ func TestBurstLossIsReported(t *testing.T) {
 	c := startConsole(t, dataDir, freePort(t), freePort(t))
 	dir := t.TempDir()
 	startSensingDefender(t, c, "bursty", "--sensor-ring-buffer-bytes", "4096", "--watch-paths", dir)
-	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do : > %s/f$i; i=$((i+1)); done`, n, dir)
+	// Two writers at once, and names of 200 bytes, so that a record is
+	// ~330 bytes and the 4 KiB buffer holds a dozen: the reader, woken when a
+	// quarter is pending, cannot keep up.
+	long := strings.Repeat("x", 200)
+	script := fmt.Sprintf(`w() { i=$1; while [ $i -lt %d ]; do : > %s/%s$i; i=$((i+2)); done; }; w 0 & w 1; wait`, n, dir, long)
 	if out, err := exec.Command("/bin/busybox", "sh", "-c", script).CombinedOutput(); err != nil {
 		t.Fatalf("burst: %v\n%s", err, out)
 	}
