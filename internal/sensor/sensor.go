@@ -252,7 +252,7 @@ func (s *Sensor) loadBPF() error {
 	if err != nil {
 		return fmt.Errorf("read BPF object: %w", err)
 	}
-	spec.Maps["events"].MaxEntries = uint32(s.cfg.RingBufferBytes) //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
+	spec.Maps["events"].MaxEntries = uint32(s.cfg.RingBufferBytes)                                //nolint:gosec // G115: a bit-for-bit reinterpretation of a kernel or netlink field
 	if err := spec.Variables["wakeup_bytes"].Set(uint64(s.cfg.RingBufferBytes / 4)); err != nil { //nolint:gosec // validated: a power of two up to 1 GiB
 		return fmt.Errorf("set wakeup threshold: %w", err)
 	}
