@@ -23,21 +23,21 @@ const cgroupDirEvents = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_TO | uni
 // that). It waits in Go's netpoller: no timer, no thread, while nothing
 // changes.
 type cgroupWatch struct {
-	f      *os.File
-	fd     int
-	dirs   map[int32]string // watch descriptor → directory
-	logger *slog.Logger
+	f    *os.File
+	fd   int
+	dirs map[int32]string // watch descriptor → directory
 }
 
 // watchCgroups starts watching root; the returned channel gets a value
 // (coalesced) after every change, until ctx ends. An error (no inotify, or
-// the watch limit reached) leaves the caller to poll instead.
+// the watch limit reached) leaves the caller to poll instead; so does the
+// channel's close, when a new cgroup could not be watched.
 func watchCgroups(ctx context.Context, root string, logger *slog.Logger) (<-chan struct{}, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("inotify: %w", err)
 	}
-	w := &cgroupWatch{f: os.NewFile(uintptr(fd), "inotify cgroups"), fd: fd, dirs: map[int32]string{}, logger: logger} //nolint:gosec // G115: a file descriptor
+	w := &cgroupWatch{f: os.NewFile(uintptr(fd), "inotify cgroups"), fd: fd, dirs: map[int32]string{}} //nolint:gosec // G115: a file descriptor
 	if err := w.addTree(root); err != nil {
 		w.f.Close()
 		return nil, err
@@ -46,7 +46,10 @@ func watchCgroups(ctx context.Context, root string, logger *slog.Logger) (<-chan
 	stop := context.AfterFunc(ctx, func() { w.f.Close() })
 	go func() {
 		defer stop()
-		w.run(changed)
+		if err := w.run(changed); err != nil {
+			logger.Warn("defense: cgroup watch ended", "error", err)
+			close(changed)
+		}
 	}()
 	return changed, nil
 }
@@ -75,17 +78,18 @@ func (w *cgroupWatch) addTree(dir string) error {
 	return nil
 }
 
-// run reads events until the file is closed.
-func (w *cgroupWatch) run(changed chan<- struct{}) {
+// run reads events until the file is closed (nil) or a cgroup cannot be
+// watched.
+func (w *cgroupWatch) run(changed chan<- struct{}) error {
 	defer w.f.Close()
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := w.f.Read(buf)
 		if err != nil {
-			if !errors.Is(err, os.ErrClosed) {
-				w.logger.Warn("defense: cgroup watch ended", "error", err)
+			if errors.Is(err, os.ErrClosed) {
+				return nil
 			}
-			return
+			return err
 		}
 		news := false
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
@@ -102,7 +106,7 @@ func (w *cgroupWatch) run(changed chan<- struct{}) {
 				news = true
 				for _, dir := range w.dirs {
 					if err := w.addTree(dir); err != nil {
-						w.logger.Warn("defense: cgroup watch", "error", err)
+						return err
 					}
 				}
 			case ev.Mask&unix.IN_IGNORED != 0:
@@ -112,7 +116,7 @@ func (w *cgroupWatch) run(changed chan<- struct{}) {
 				if ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0 {
 					if parent, ok := w.dirs[ev.Wd]; ok {
 						if err := w.addTree(filepath.Join(parent, name)); err != nil {
-							w.logger.Warn("defense: cgroup watch", "error", err)
+							return err
 						}
 					}
 				}

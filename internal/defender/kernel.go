@@ -428,22 +428,31 @@ func (k *kernelEnforcer) watch(ctx context.Context, d *defense) {
 	if err != nil {
 		k.logger.Warn("defense: cannot watch the cgroup tree; looking at its counts every 50ms instead", "error", err)
 	}
+	// The first settle starts now: a container made since Run listed them,
+	// before the watch began, is listed at once or when its state is written.
 	t := time.NewTicker(poll)
 	defer t.Stop()
-	if cgroups != nil {
-		t.Stop() // until a cgroup changes
-	}
 	relist := time.NewTicker(relistEvery)
 	defer relist.Stop()
 	cgStamp, _ := cgroupStamp(k.cgroupRoot)
 	stStamp := stateStamp(k.rcfg.RuncRoots)
-	var changed time.Time
+	changed, list := time.Now(), true
 	for {
-		list := false
+		if list {
+			if cs, ok := k.list(); ok {
+				d.containersRunning(cs)
+			}
+			relist.Reset(relistEvery)
+		}
+		list = false
 		select {
 		case <-ctx.Done():
 			return
-		case <-cgroups:
+		case _, ok := <-cgroups:
+			if !ok { // the watch failed (its warning says why): poll from now on
+				cgroups, list = nil, true
+				cgStamp, _ = cgroupStamp(k.cgroupRoot)
+			}
 			changed = time.Now()
 			t.Reset(poll)
 		case <-relist.C:
@@ -461,12 +470,6 @@ func (k *kernelEnforcer) watch(ctx context.Context, d *defense) {
 			} else if cgroups != nil {
 				t.Stop()
 			}
-		}
-		if list {
-			if cs, ok := k.list(); ok {
-				d.containersRunning(cs)
-			}
-			relist.Reset(relistEvery)
 		}
 	}
 }
