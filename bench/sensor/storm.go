@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -105,26 +103,6 @@ func runStorm(ctx context.Context, js string) error {
 	return json.NewEncoder(os.Stdout).Encode(stormResult{Wall: wall, CPU: benchkit.ProcessCPU() - before, Ops: ops})
 }
 
-// workers runs w workers, worker k doing operations k, k+w, k+2w… of n, and
-// returns how long they took together.
-func workers(n, w int, op func(i int) error) (time.Duration, error) {
-	errs := make([]error, w)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for k := range w {
-		wg.Go(func() {
-			for i := k; i < n; i += w {
-				if err := op(i); err != nil {
-					errs[k] = err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return time.Since(start), errors.Join(errs...)
-}
-
 func execStorm(ctx context.Context, spec stormSpec) (time.Duration, int, error) {
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
@@ -138,22 +116,11 @@ func execStorm(ctx context.Context, spec stormSpec) (time.Duration, int, error) 
 	for i := range argvs {
 		argvs[i] = []string{spec.Argv0, spec.Marker + strconv.Itoa(i)}
 	}
-	wall, err := workers(spec.Execs, spec.Parallel, func(i int) error {
+	wall, err := benchkit.Workers(spec.Execs, spec.Parallel, func(i int) error {
 		if i%1000 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		pid, err := syscall.ForkExec(spec.Prog, argvs[i], attr)
-		if err != nil {
-			return fmt.Errorf("fork+exec %s: %w", spec.Prog, err)
-		}
-		var ws syscall.WaitStatus
-		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
-			return fmt.Errorf("wait %d: %w", pid, err)
-		}
-		if !ws.Exited() || ws.ExitStatus() != 0 {
-			return fmt.Errorf("%s %s: status %v", spec.Prog, argvs[i][1], ws)
-		}
-		return nil
+		return benchkit.ForkExecWait(spec.Prog, argvs[i], attr)
 	})
 	return wall, spec.Execs, err
 }
@@ -164,23 +131,11 @@ func writeStorm(ctx context.Context, spec stormSpec) (time.Duration, int, error)
 		paths[i] = filepath.Join(spec.Dir, fmt.Sprintf("f%05d", i))
 	}
 	payload := bytes.Repeat([]byte("bulwark!"), 8)
-	wall, err := workers(spec.Writes, spec.Parallel, func(i int) error {
+	wall, err := benchkit.Workers(spec.Writes, spec.Parallel, func(i int) error {
 		if i%10000 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fd, err := syscall.Open(paths[i%len(paths)], syscall.O_CREAT|syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
-		if err != nil {
-			return fmt.Errorf("open: %w", err)
-		}
-		_, werr := syscall.Write(fd, payload)
-		cerr := syscall.Close(fd)
-		if werr != nil {
-			return fmt.Errorf("write: %w", werr)
-		}
-		if cerr != nil {
-			return fmt.Errorf("close: %w", cerr)
-		}
-		return nil
+		return benchkit.OpenWriteClose(paths[i%len(paths)], payload)
 	})
 	return wall, spec.Writes, err
 }

@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -68,31 +67,7 @@ func execStorm(n, workers int, prog string) (time.Duration, error) {
 	fd := null.Fd()
 	attr := &syscall.ProcAttr{Env: []string{"PATH=/bin"}, Files: []uintptr{fd, fd, fd}}
 	argv := []string{filepath.Base(prog)}
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				pid, err := syscall.ForkExec(prog, argv, attr)
-				if err != nil {
-					errs[w] = fmt.Errorf("fork+exec %s: %w", prog, err)
-					return
-				}
-				var ws syscall.WaitStatus
-				if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
-					errs[w] = fmt.Errorf("wait %d: %w", pid, err)
-					return
-				}
-				if !ws.Exited() || ws.ExitStatus() != 0 {
-					errs[w] = fmt.Errorf("%s: status %v", prog, ws)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return time.Since(start), errors.Join(errs...)
+	return benchkit.Workers(n, workers, func(int) error { return benchkit.ForkExecWait(prog, argv, attr) })
 }
 
 func openStorm(n, files int, dir string) (time.Duration, error) {
@@ -105,20 +80,10 @@ func openStorm(n, files int, dir string) (time.Duration, error) {
 		paths[i] = filepath.Join(dir, fmt.Sprintf("f%06d", i))
 	}
 	payload := bytes.Repeat([]byte("bulwark!"), 8)
-	start := time.Now()
-	for i := range n {
-		fd, err := syscall.Open(paths[i%names], syscall.O_CREAT|syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
-		if err != nil {
-			return 0, fmt.Errorf("open: %w", err)
-		}
-		if _, err := syscall.Write(fd, payload); err != nil {
-			return 0, fmt.Errorf("write: %w", err)
-		}
-		if err := syscall.Close(fd); err != nil {
-			return 0, fmt.Errorf("close: %w", err)
-		}
+	elapsed, err := benchkit.Workers(n, 1, func(i int) error { return benchkit.OpenWriteClose(paths[i%names], payload) })
+	if err != nil {
+		return 0, err
 	}
-	elapsed := time.Since(start)
 	for _, p := range paths {
 		_ = os.Remove(p)
 	}

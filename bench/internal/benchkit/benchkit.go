@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -289,4 +290,59 @@ func ProcessCPU() time.Duration {
 		}
 	}
 	return total
+}
+
+// Workers runs w workers, worker k doing operations k, k+w, k+2w… of n, and
+// returns how long they took together. A worker stops at its first error.
+func Workers(n, w int, op func(i int) error) (time.Duration, error) {
+	errs := make([]error, w)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for k := range w {
+		wg.Go(func() {
+			for i := k; i < n; i += w {
+				if err := op(i); err != nil {
+					errs[k] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start), errors.Join(errs...)
+}
+
+// ForkExecWait runs prog with argv and attr and waits for it: the exec
+// storms' operation. An exit other than 0 is an error.
+func ForkExecWait(prog string, argv []string, attr *syscall.ProcAttr) error {
+	pid, err := syscall.ForkExec(prog, argv, attr)
+	if err != nil {
+		return fmt.Errorf("fork+exec %s: %w", prog, err)
+	}
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+		return fmt.Errorf("wait %d: %w", pid, err)
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		return fmt.Errorf("%s %q: status %v", prog, argv[1:], ws)
+	}
+	return nil
+}
+
+// OpenWriteClose opens path with O_CREAT|O_WRONLY|O_TRUNC, writes payload and
+// closes it: the write storms' operation.
+func OpenWriteClose(path string, payload []byte) error {
+	fd, err := syscall.Open(path, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	_, werr := syscall.Write(fd, payload)
+	cerr := syscall.Close(fd)
+	if werr != nil {
+		return fmt.Errorf("write: %w", werr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("close: %w", cerr)
+	}
+	return nil
 }
