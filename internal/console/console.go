@@ -198,7 +198,7 @@ func loadCAPool(file string, consoleCA *x509.Certificate) (*x509.CertPool, error
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
+	pool, n := x509.NewCertPool(), 0
 	for rest := raw; ; {
 		var b *pem.Block
 		if b, rest = pem.Decode(rest); b == nil {
@@ -215,8 +215,9 @@ func loadCAPool(file string, consoleCA *x509.Certificate) (*x509.CertPool, error
 			return nil, fmt.Errorf("%s holds the Console CA, which signs every Defender's client certificate: give the admission listener a CA of its own", file)
 		}
 		pool.AddCert(cert)
+		n++
 	}
-	if pool.Equal(x509.NewCertPool()) {
+	if n == 0 {
 		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
 	}
 	return pool, nil
